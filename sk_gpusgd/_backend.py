@@ -1,0 +1,169 @@
+"""Array namespaces and devices: where the work runs and how arrays move there.
+
+The package never imports CuPy at import time; every function here imports it
+lazily, only when an array or a request names the GPU.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from array_api_compat import array_namespace
+
+DEVICE_OPTIONS = ("auto", "cpu", "cuda")
+
+
+def _cupy_module():
+    """Return the already-imported ``cupy`` module, or None."""
+    return sys.modules.get("cupy")
+
+
+def is_cupy_array(array: Any) -> bool:
+    """True for a CuPy ndarray (without importing CuPy)."""
+    cupy = _cupy_module()
+    return cupy is not None and isinstance(array, cupy.ndarray)
+
+
+def is_cupy_sparse(array: Any) -> bool:
+    """True for a cupyx.scipy.sparse matrix (without importing CuPy)."""
+    module = sys.modules.get("cupyx.scipy.sparse")
+    return module is not None and module.issparse(array)
+
+
+def is_sparse(array: Any) -> bool:
+    """True for a scipy.sparse or cupyx.scipy.sparse matrix or array."""
+    return sp.issparse(array) or is_cupy_sparse(array)
+
+
+def is_device_array(array: Any) -> bool:
+    """True for an array-API array that is not NumPy (CuPy, torch, ...)."""
+    if array is None or isinstance(array, np.ndarray) or sp.issparse(array):
+        return False
+    if is_cupy_sparse(array):
+        return True
+    if not hasattr(array, "__array_namespace__") and not _is_torch(array):
+        return False
+    return True
+
+
+def _is_torch(array: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(array, torch.Tensor)
+
+
+@lru_cache(maxsize=1)
+def cuda_available() -> bool:
+    """True when CuPy imports and sees at least one CUDA device."""
+    if importlib.util.find_spec("cupy") is None:
+        return False
+    try:
+        cupy = importlib.import_module("cupy")
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001 - a broken driver means "no GPU"
+        return False
+
+
+def namespace_of(*arrays: Any):
+    """The array namespace of ``arrays`` (NumPy for scipy.sparse input)."""
+    dense = []
+    for array in arrays:
+        if array is None:
+            continue
+        if sp.issparse(array):
+            return np
+        if is_cupy_sparse(array):
+            return importlib.import_module("cupy")
+        dense.append(array)
+    if not dense:
+        return np
+    xp = array_namespace(*dense)
+    if xp.__name__.endswith("numpy") and "array_api_compat" in xp.__name__:
+        return np
+    return xp
+
+
+def resolve_compute_namespace(device: str, X: Any):
+    """Pick the namespace the training runs in.
+
+    Parameters
+    ----------
+    device : {'auto', 'cpu', 'cuda'}
+        The estimator's ``device`` parameter.
+    X : array-like
+        The validated training data.
+
+    Returns
+    -------
+    xp : module
+        NumPy, CuPy, or the input's own array-API namespace.
+    """
+    xp_in = namespace_of(X)
+    if xp_in is np:
+        if device == "cuda" or (device == "auto" and cuda_available()):
+            if not cuda_available():
+                raise RuntimeError(
+                    "device='cuda' was requested but no CUDA device is usable: "
+                    "install CuPy (pip install 'sk-gpusgd[cuda13]') on a machine "
+                    "with an NVIDIA GPU, or use device='cpu'."
+                )
+            return importlib.import_module("cupy")
+        return np
+    if is_cupy_array(X) or is_cupy_sparse(X):
+        return np if device == "cpu" else xp_in
+    # Other array-API libraries (torch, array-api-strict) compute where the data is.
+    return xp_in
+
+
+def device_name(xp, array: Any = None) -> str:
+    """Human-readable name of where ``xp`` computes, for ``device_``."""
+    if xp is np:
+        return "cpu"
+    if xp.__name__ == "cupy":
+        return f"cuda:{xp.cuda.Device().id}"
+    if array is not None:
+        try:
+            from array_api_compat import device
+
+            return str(device(array))
+        except Exception:  # noqa: BLE001
+            pass
+    return xp.__name__
+
+
+def to_namespace(array: Any, xp, device: Any = None):
+    """Move ``array`` into namespace ``xp`` (host <-> CuPy) with no copy when it is there."""
+    if array is None:
+        return None
+    if sp.issparse(array):
+        if xp is np:
+            return array
+        cupyx_sparse = importlib.import_module("cupyx.scipy.sparse")
+        return cupyx_sparse.csr_matrix(array)
+    if is_cupy_sparse(array):
+        return array.get() if xp is np else array
+    src = namespace_of(array)
+    if src is xp:
+        return array
+    if xp is np:
+        if is_cupy_array(array):
+            return array.get()
+        if _is_torch(array):
+            return array.detach().cpu().numpy()
+        return np.asarray(array)
+    if xp.__name__ == "cupy":
+        return xp.asarray(to_namespace(array, np))
+    host = to_namespace(array, np)
+    return xp.asarray(host, device=device) if device is not None else xp.asarray(host)
+
+
+def to_host_float(value: Any) -> float:
+    """One host synchronisation: a 0-d array to a Python float."""
+    if is_cupy_array(value):
+        return float(value.get())
+    return float(value)

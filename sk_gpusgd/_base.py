@@ -1,0 +1,577 @@
+"""BaseSGD: the parameters and the fit / partial_fit plumbing both estimators share."""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ._backend import (
+    DEVICE_OPTIONS,
+    device_name,
+    is_cupy_array,
+    is_device_array,
+    is_sparse,
+    namespace_of,
+    resolve_compute_namespace,
+    to_namespace,
+)
+from ._engine import EngineConfig, TrainingData, TrainingState, run
+from ._losses import make_loss
+from ._optim import MOMENTUM_FORMS, OptimizerConfig
+from ._schedules import make_schedule
+from ._validation import check_device_features, check_device_target, dtype_name
+
+# scikit-learn damps the intercept's step on sparse data.
+SPARSE_INTERCEPT_SCALE = 0.01
+DEFAULT_BATCH_SIZE = 16
+HALF_DTYPES = ("float16", "bfloat16")
+
+
+class BaseSGD(BaseEstimator):
+    """Shared parameters, validation and training plumbing of the SGD estimators.
+
+    Subclasses supply label handling: ``_encode_targets``, ``_coef_from_weights``,
+    ``_validation_score`` and ``_split_validation``.
+    """
+
+    _parameter_constraints: dict = {
+        "penalty": [StrOptions({"l2", "l1", "elasticnet"}), None],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "l1_ratio": [Interval(Real, 0, 1, closed="both"), None],
+        "fit_intercept": ["boolean"],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left"), None],
+        "shuffle": ["boolean"],
+        "verbose": ["verbose"],
+        "epsilon": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "learning_rate": [
+            StrOptions({"constant", "optimal", "invscaling", "adaptive", "pa1", "pa2"})
+        ],
+        "eta0": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, None, None, closed="neither")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "warm_start": ["boolean"],
+        "average": [Interval(Integral, 0, None, closed="neither"), "boolean"],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "dampening": [Interval(Real, 0, 1, closed="both")],
+        "nesterov": ["boolean"],
+        "momentum_form": [StrOptions(set(MOMENTUM_FORMS))],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "decoupled_weight_decay": ["boolean"],
+        "clip_value": [Interval(Real, 0, None, closed="neither"), None],
+        "clip_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "multi_precision": ["boolean"],
+        "device": [StrOptions(set(DEVICE_OPTIONS))],
+    }
+
+    def __init__(
+        self,
+        loss,
+        *,
+        penalty,
+        alpha,
+        l1_ratio,
+        fit_intercept,
+        max_iter,
+        tol,
+        shuffle,
+        verbose,
+        epsilon,
+        random_state,
+        learning_rate,
+        eta0,
+        power_t,
+        early_stopping,
+        validation_fraction,
+        n_iter_no_change,
+        warm_start,
+        average,
+        batch_size,
+        momentum,
+        dampening,
+        nesterov,
+        momentum_form,
+        weight_decay,
+        decoupled_weight_decay,
+        clip_value,
+        clip_norm,
+        multi_precision,
+        device,
+    ):
+        self.loss = loss
+        self.penalty = penalty
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.fit_intercept = fit_intercept
+        self.max_iter = max_iter
+        self.tol = tol
+        self.shuffle = shuffle
+        self.verbose = verbose
+        self.epsilon = epsilon
+        self.random_state = random_state
+        self.learning_rate = learning_rate
+        self.eta0 = eta0
+        self.power_t = power_t
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.warm_start = warm_start
+        self.average = average
+        self.batch_size = batch_size
+        self.momentum = momentum
+        self.dampening = dampening
+        self.nesterov = nesterov
+        self.momentum_form = momentum_form
+        self.weight_decay = weight_decay
+        self.decoupled_weight_decay = decoupled_weight_decay
+        self.clip_value = clip_value
+        self.clip_norm = clip_norm
+        self.multi_precision = multi_precision
+        self.device = device
+
+    # ------------------------------------------------------------------ checks
+    def _more_validate_params(self, for_partial_fit: bool = False) -> None:
+        """Rules that tie two parameters together."""
+        if self.early_stopping and for_partial_fit:
+            raise ValueError("early_stopping should be False with partial_fit")
+        if self.learning_rate == "optimal" and self.alpha == 0:
+            raise ValueError(
+                "alpha must be > 0 since learning_rate is 'optimal'. alpha is used "
+                "to compute the optimal learning rate."
+            )
+        if self.penalty == "elasticnet" and self.l1_ratio is None:
+            raise ValueError("l1_ratio must be set when penalty is 'elasticnet'")
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError(
+                "Nesterov momentum requires a momentum > 0 and zero dampening "
+                f"(got momentum={self.momentum}, dampening={self.dampening})."
+            )
+        if self.momentum_form == "velocity" and self.dampening != 0:
+            raise ValueError(
+                "dampening is defined for momentum_form='buffer' (PyTorch) only; "
+                f"got dampening={self.dampening} with momentum_form='velocity'."
+            )
+        if self.clip_value is not None and self.clip_norm is not None:
+            raise ValueError(
+                "Set at most one of clip_value and clip_norm "
+                f"(got clip_value={self.clip_value}, clip_norm={self.clip_norm})."
+            )
+        if self.learning_rate in ("pa1", "pa2"):
+            expected = self._passive_aggressive_loss
+            if self.loss != expected:
+                raise ValueError(
+                    f"Learning rate '{self.learning_rate}' only works with loss "
+                    f"'{expected}'."
+                )
+
+    # --------------------------------------------------------------- configs
+    def _optimizer_config(self) -> OptimizerConfig:
+        penalty = self.penalty
+        alpha = self.alpha if penalty is not None else 0.0
+        if penalty == "l1":
+            l1_ratio = 1.0
+        elif penalty == "elasticnet":
+            l1_ratio = self.l1_ratio
+        else:
+            l1_ratio = 0.0
+        coupled_decay = 0.0 if self.decoupled_weight_decay else self.weight_decay
+        return OptimizerConfig(
+            momentum=float(self.momentum),
+            dampening=float(self.dampening),
+            nesterov=bool(self.nesterov),
+            momentum_form=self.momentum_form,
+            l2=float(alpha * (1.0 - l1_ratio) + coupled_decay),
+            decoupled_decay=float(self.weight_decay if self.decoupled_weight_decay else 0.0),
+            l1=float(alpha * l1_ratio),
+            clip_value=self.clip_value,
+            clip_norm=self.clip_norm,
+        )
+
+    def _engine_config(self, compute_dtype, sparse: bool) -> EngineConfig:
+        loss = make_loss(self.loss, self.epsilon)
+        return EngineConfig(
+            loss=loss,
+            schedule=make_schedule(
+                self.learning_rate, self.eta0, self.alpha, self.power_t, loss
+            ),
+            optimizer=self._optimizer_config(),
+            batch_size=int(self.batch_size),
+            fit_intercept=bool(self.fit_intercept),
+            intercept_scale=SPARSE_INTERCEPT_SCALE if sparse else 1.0,
+            shuffle=bool(self.shuffle),
+            tol=self.tol,
+            n_iter_no_change=int(self.n_iter_no_change),
+            average_start=int(self.average),
+            compute_dtype=compute_dtype,
+            verbose=int(self.verbose),
+        )
+
+    # ------------------------------------------------------------ validation
+    def _validate_training_input(self, X, y, reset: bool):
+        """Check X and y; returns them in their own namespace (host or device)."""
+        if is_device_array(X):
+            validate_data(self, X, skip_check_array=True, reset=reset)
+            X = check_device_features(X)
+            y = self._check_device_target(y, X.shape[0])
+        else:
+            X, y = validate_data(
+                self,
+                X,
+                y,
+                reset=reset,
+                accept_sparse="csr",
+                dtype=[np.float64, np.float32, np.float16],
+                order="C",
+                accept_large_sparse=False,
+                y_numeric=not self._is_classifier_estimator,
+            )
+            if sp_is_half(X) and not self.multi_precision:
+                X = X.astype(np.float32)
+        if dtype_name(X) in HALF_DTYPES and not self.multi_precision:
+            X = namespace_of(X).astype(X, namespace_of(X).float32)
+        return X, y
+
+    def _check_device_target(self, y, n_samples):
+        if y is None:
+            raise ValueError("requires y to be passed, but the target y is None")
+        if not is_device_array(y):
+            y = np.asarray(y)
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = y.ravel()
+            if y.shape[0] != n_samples:
+                raise ValueError(
+                    "Found input variables with inconsistent numbers of samples: "
+                    f"[{n_samples}, {y.shape[0]}]"
+                )
+            return y
+        return check_device_target(
+            y, n_samples, numeric=not self._is_classifier_estimator
+        )
+
+    def _validate_prediction_input(self, X):
+        """Check X at predict time; returns it in its own namespace."""
+        check_is_fitted(self)
+        if is_device_array(X):
+            validate_data(self, X, skip_check_array=True, reset=False)
+            return check_device_features(X)
+        X = validate_data(
+            self,
+            X,
+            reset=False,
+            accept_sparse="csr",
+            dtype=[np.float64, np.float32, np.float16],
+            accept_large_sparse=False,
+        )
+        return X
+
+    # -------------------------------------------------------------- training
+    def _fit(self, X, y, *, coef_init, intercept_init, sample_weight, classes, partial):
+        fitted = hasattr(self, "_state")
+        first_call = not (partial and fitted)
+        X, y = self._validate_training_input(X, y, reset=first_call)
+        if first_call:
+            xp = resolve_compute_namespace(self.device, X)
+        else:
+            xp = self._compute_namespace()
+        sample_weight = self._checked_sample_weight(sample_weight, X)
+
+        X_train = to_namespace(X, xp)
+        compute_dtype = _compute_dtype(xp, X_train)
+        encoded = self._encode_targets(y, xp, compute_dtype, classes, partial)
+        targets, positive_weight, negative_weight = encoded
+        if sample_weight is not None:
+            sample_weight = xp.astype(to_namespace(sample_weight, xp), compute_dtype)
+        sparse = is_sparse(X_train)
+        half_input = dtype_name(X_train.data if sparse else X_train) in HALF_DTYPES
+        config = self._engine_config(compute_dtype if half_input else None, sparse)
+        data = TrainingData(
+            X=X_train,
+            targets=targets,
+            sample_weight=sample_weight,
+            positive_weight=positive_weight,
+            negative_weight=negative_weight,
+        )
+        if config.schedule.passive_aggressive:
+            data.row_squared_norms = _row_squared_norms(xp, X_train, compute_dtype)
+
+        n_features = X_train.shape[1]
+        n_outputs = int(targets.shape[1])
+        state = self._initial_state(
+            xp,
+            (n_features, n_outputs),
+            compute_dtype,
+            _device_of(xp, X_train),
+            coef_init,
+            intercept_init,
+            partial,
+        )
+        validation_score = None
+        if self.early_stopping and not partial:
+            data, validation_score = self._split_validation(xp, data, y)
+
+        random_state = check_random_state(self.random_state)
+        shuffle_rng = np.random.RandomState(random_state.randint(np.iinfo(np.int32).max))
+        report = run(
+            xp,
+            state,
+            data,
+            config,
+            max_epochs=1 if partial else int(self.max_iter),
+            random_state=shuffle_rng,
+            validation_score=validation_score,
+            use_stopping_rule=not partial,
+        )
+        if (
+            not partial
+            and self.tol is not None
+            and not report.converged
+            and report.n_epochs == self.max_iter
+        ):
+            warnings.warn(
+                "Maximum number of iteration reached before convergence. Consider "
+                "increasing max_iter to improve the fit.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        self._store_fit(xp, state, report, partial, output_like=X)
+        return self
+
+    def _checked_sample_weight(self, sample_weight, X):
+        if sample_weight is None:
+            return None
+        if is_device_array(sample_weight) or is_device_array(X):
+            xp = namespace_of(sample_weight) if is_device_array(sample_weight) else np
+            weights = sample_weight if xp is not np else np.asarray(sample_weight, float)
+            if weights.ndim != 1 or weights.shape[0] != X.shape[0]:
+                raise ValueError(
+                    f"sample_weight.shape == {tuple(weights.shape)}, expected "
+                    f"({X.shape[0]},)!"
+                )
+            if not bool(xp.all(xp.isfinite(weights))) or bool(xp.any(weights < 0)):
+                raise ValueError("sample_weight must be finite and non-negative.")
+            return weights
+        return _check_sample_weight(sample_weight, X, ensure_non_negative=True)
+
+    def _initial_state(
+        self, xp, shape, dtype, device, coef_init, intercept_init, partial
+    ):
+        """Fresh, warm-started or continued weights and optimizer state."""
+        fitted = hasattr(self, "_state")
+        if partial and fitted:
+            return self._state.moved_to(xp).copied(xp)
+        n_features, n_outputs = shape
+        placement = {} if device is None else {"device": device}
+        coef = xp.zeros((n_features, n_outputs), dtype=dtype, **placement)
+        intercept = xp.zeros((n_outputs,), dtype=dtype, **placement)
+        previous = None
+        if coef_init is None and self.warm_start and fitted:
+            previous = self._state.moved_to(xp).copied(xp)
+            coef_init, intercept_init = previous.coef, previous.intercept
+            if self._n_averaged_for_output(previous):
+                coef_init = previous.average_coef
+                intercept_init = previous.average_intercept
+        if coef_init is not None:
+            coef = self._checked_init(xp, coef_init, (n_features, n_outputs), dtype, "coef_init")
+        if intercept_init is not None:
+            intercept = self._checked_init(
+                xp, intercept_init, (n_outputs,), dtype, "intercept_init"
+            )
+        state = TrainingState(coef=coef, intercept=intercept)
+        if previous is not None and previous.coef.shape == coef.shape:
+            # warm_start keeps the momentum buffers; a plain fit starts them afresh
+            state.coef_buffer = previous.coef_buffer
+            state.intercept_buffer = previous.intercept_buffer
+        return state
+
+    def _checked_init(self, xp, value, shape, dtype, name):
+        value = to_namespace(value, xp)
+        if not hasattr(value, "shape"):
+            value = xp.asarray(value)
+        value = self._init_to_internal(xp, value, shape, name)
+        return xp.asarray(xp.astype(value, dtype), copy=True)
+
+    def _init_to_internal(self, xp, value, shape, name):
+        """Reshape a user ``coef_init`` / ``intercept_init`` to the internal layout."""
+        n_features, n_outputs = shape[0], shape[-1]
+        if name == "coef_init":
+            if value.ndim == 1 and n_outputs == 1 and value.shape[0] == n_features:
+                return xp.reshape(value, (n_features, 1))
+            if value.ndim == 2 and tuple(value.shape) == (n_outputs, n_features):
+                return value.T
+            expected = (n_outputs, n_features)
+        else:
+            if value.ndim == 0 and n_outputs == 1:
+                return xp.reshape(value, (1,))
+            if value.ndim == 1 and value.shape[0] == n_outputs:
+                return value
+            expected = (n_outputs,)
+        raise ValueError(
+            f"Provided {name} does not match dataset: expected shape {expected}, "
+            f"got {tuple(value.shape)}."
+        )
+
+    def _split_validation(self, xp, data: TrainingData, y):
+        """Hold out ``validation_fraction`` of the rows; returns (train data, scorer)."""
+        y_host = to_namespace(y, np)
+        splitter = self._validation_splitter()
+        train_rows, validation_rows = next(
+            splitter.split(np.zeros((y_host.shape[0], 1)), y_host)
+        )
+
+        def rows(array, selected):
+            if array is None:
+                return None
+            if is_sparse(array):
+                return array[to_namespace(selected, xp)]
+            index = to_namespace(selected, xp)
+            if xp is not np and xp.__name__ != "cupy":
+                index = xp.asarray(index, device=_device_of(xp, array))
+            return xp.take(array, index, axis=0)
+
+        train = TrainingData(
+            X=rows(data.X, train_rows),
+            targets=rows(data.targets, train_rows),
+            sample_weight=rows(data.sample_weight, train_rows),
+            positive_weight=data.positive_weight,
+            negative_weight=data.negative_weight,
+            row_squared_norms=rows(data.row_squared_norms, train_rows),
+        )
+        X_val = rows(data.X, validation_rows)
+        targets_val = rows(data.targets, validation_rows)
+        weights_val = rows(data.sample_weight, validation_rows)
+
+        def validation_score(state: TrainingState) -> float:
+            averaged = self._n_averaged_for_output(state) > 0
+            coef = state.average_coef if averaged else state.coef
+            intercept = state.average_intercept if averaged else state.intercept
+            features = X_val
+            if not is_sparse(features) and features.dtype != coef.dtype:
+                features = xp.astype(features, coef.dtype)
+            decision = features @ coef + intercept
+            return self._validation_score(xp, decision, targets_val, weights_val)
+
+        return train, validation_score
+
+    @staticmethod
+    def _n_averaged_for_output(state: TrainingState) -> int:
+        return state.n_averaged if state.average_coef is not None else 0
+
+    def _store_fit(self, xp, state: TrainingState, report, partial, output_like):
+        """Publish the fitted attributes, in the namespace of the training input."""
+        out_xp = np if not is_device_array(output_like) else namespace_of(output_like)
+        if is_sparse(output_like) and not is_device_array(output_like):
+            out_xp = np
+        use_average = self._n_averaged_for_output(state) > 0
+        coef = state.average_coef if use_average else state.coef
+        intercept = state.average_intercept if use_average else state.intercept
+        self._state = state
+        self._compute_namespace_name = xp.__name__
+        self.coef_, self.intercept_ = self._coef_from_weights(
+            to_namespace(coef, out_xp), to_namespace(intercept, out_xp)
+        )
+        self.n_iter_ = report.n_epochs
+        self.t_ = float(state.steps + 1)
+        previous = list(getattr(self, "loss_curve_", [])) if partial else []
+        self.loss_curve_ = previous + report.loss_curve
+        self.device_ = device_name(xp, state.coef)
+
+    def _compute_namespace(self):
+        name = self._compute_namespace_name
+        if name == "numpy":
+            return np
+        import importlib
+
+        return importlib.import_module(name)
+
+    # ------------------------------------------------------------ prediction
+    def _decision(self, X):
+        """X @ coef_.T + intercept_ in X's namespace, (n_samples, n_outputs)."""
+        X = self._validate_prediction_input(X)
+        xp = namespace_of(X)
+        coef = to_namespace(self.coef_, xp)
+        intercept = to_namespace(self.intercept_, xp)
+        if coef.ndim == 1:
+            coef = xp.reshape(coef, (1, -1))
+        if dtype_name(X) in HALF_DTYPES or (
+            not is_sparse(X) and dtype_name(X) != dtype_name(coef)
+        ):
+            # half-precision decisions overflow; compute in the weights' dtype
+            X = xp.astype(X, coef.dtype)
+        decision = X @ coef.T + intercept
+        if is_sparse(decision):
+            decision = decision.toarray()
+        return xp.asarray(decision), xp
+
+    # ------------------------------------------------------------------ misc
+    def __getstate__(self):
+        """Pickle GPU arrays as NumPy so that the model loads without CuPy."""
+        state = dict(super().__getstate__())
+        on_gpu = []
+        for name, value in list(state.items()):
+            if is_cupy_array(value):
+                state[name] = value.get()
+                on_gpu.append(name)
+        if "_state" in state and self._compute_namespace_name == "cupy":
+            state["_state"] = state["_state"].moved_to(np)
+            state["_compute_namespace_name"] = "numpy"
+        state["_cupy_attributes"] = on_gpu
+        return state
+
+    def __setstate__(self, state):
+        on_gpu = state.pop("_cupy_attributes", [])
+        super().__setstate__(state)
+        if on_gpu:
+            from ._backend import cuda_available
+
+            if cuda_available():
+                import cupy
+
+                for name in on_gpu:
+                    setattr(self, name, cupy.asarray(getattr(self, name)))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.array_api_support = True
+        return tags
+
+
+def sp_is_half(X) -> bool:
+    return dtype_name(X.data if is_sparse(X) else X) == "float16"
+
+
+def _compute_dtype(xp, X):
+    """float64 and float32 stay; half precision computes with float32 master weights."""
+    name = dtype_name(X.data if is_sparse(X) else X)
+    if name in HALF_DTYPES:
+        return xp.float32
+    return getattr(xp, name)
+
+
+def _device_of(xp, X):
+    """Where new arrays go: X's device for array-API inputs, the default otherwise."""
+    if xp is np or xp.__name__ == "cupy":
+        return None
+    from array_api_compat import device
+
+    return device(X)
+
+
+def _row_squared_norms(xp, X, dtype):
+    """||x_i||^2 of every row, for the passive-aggressive step sizes."""
+    if is_sparse(X):
+        squared = X.multiply(X).sum(axis=1)
+        return xp.astype(xp.reshape(xp.asarray(squared), (-1,)), dtype)[:, None]
+    X = xp.astype(X, dtype)
+    return xp.sum(X * X, axis=1)[:, None]

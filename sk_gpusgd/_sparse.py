@@ -1,0 +1,147 @@
+"""CSR input with lazy updates: a step costs the batch's non-zeros, not n_features.
+
+Which parts are lazy, and what that changes:
+
+- L2 (coupled, without momentum) and decoupled weight decay multiply every
+  weight, so they live in one scalar weight scale (``w = scale * v``), as in
+  scikit-learn: exact, same result as the dense path.
+- L1 uses the cumulative truncated penalty: a row's pending penalty is applied
+  when the row next appears (and to every row at the end of the epoch). Exact
+  for ``penalty='l1'``; with ``elasticnet`` the scale and the truncation
+  commute only up to O(eta^2 alpha^2), as in scikit-learn's own sparse path.
+- Momentum follows MXNet's ``lazy_update``: only rows present in the batch
+  get coupled weight decay, a momentum decay and a step. Rows absent from a
+  batch keep their buffer and do not move. Every row's buffer starts at zero,
+  so with ``dampening > 0`` a row's first step is damped (PyTorch starts the
+  buffer at the first gradient). This is a different trajectory from dense
+  momentum, which moves every row every step.
+- Weight averaging (``average``) updates the full average every step; it is
+  not lazy, so with averaging a step costs O(n_features * n_outputs).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ._engine import (
+    EngineConfig,
+    TrainingData,
+    TrainingState,
+    current_learning_rate,
+    loss_gradient,
+    update_average,
+    batch_weights,
+)
+from ._optim import clip_gradient, l1_truncate, momentum_step
+
+# Renormalise the weight scale before it underflows.
+MIN_WEIGHT_SCALE = 1e-9
+
+
+def sparse_module_for(xp):
+    """scipy.sparse for NumPy, cupyx.scipy.sparse for CuPy."""
+    if xp.__name__ == "cupy":
+        return importlib.import_module("cupyx.scipy.sparse")
+    return importlib.import_module("scipy.sparse")
+
+
+def _compact_columns(xp, sparse_module, X_batch):
+    """The batch's distinct columns, and the batch re-indexed onto them."""
+    columns, inverse = xp.unique(X_batch.indices, return_inverse=True)
+    compact = sparse_module.csr_matrix(
+        (X_batch.data, inverse.ravel(), X_batch.indptr),
+        shape=(X_batch.shape[0], int(columns.shape[0])),
+    )
+    return columns, compact
+
+
+def sparse_epoch(xp, state: TrainingState, data: TrainingData, config: EngineConfig, order):
+    """One pass over CSR rows with lazy updates; returns the summed loss."""
+    sparse_module = sparse_module_for(xp)
+    opt = config.optimizer
+    X = data.X
+    n_samples = X.shape[0]
+    # Without momentum coupled L2 is a pure rescaling too, so it joins the scale.
+    lazy_decay = opt.decoupled_decay + (0.0 if opt.uses_momentum else opt.l2)
+    coupled_l2 = opt.l2 if opt.uses_momentum else 0.0
+    coef = state.coef
+    if opt.uses_momentum and state.coef_buffer is None:
+        state.coef_buffer = xp.zeros_like(coef)
+    if opt.l1 and state.l1_applied is None:
+        state.l1_applied = xp.zeros_like(coef)
+    scale = 1.0
+    loss_sum = 0.0
+    for start in range(0, n_samples, config.batch_size):
+        stop = min(start + config.batch_size, n_samples)
+        rows = slice(start, stop) if order is None else order[start:stop]
+        X_batch = X[rows]
+        targets = data.targets[rows]
+        sample_weight = None if data.sample_weight is None else data.sample_weight[rows]
+        squared_norms = (
+            None if data.row_squared_norms is None else data.row_squared_norms[rows]
+        )
+        columns, compact = _compact_columns(xp, sparse_module, X_batch)
+        weights_true = scale * coef[columns]
+        if opt.l1:
+            # bring the rows' pending L1 up to date before they are used
+            weights_true, state.l1_applied[columns] = l1_truncate(
+                xp, weights_true, state.l1_applied[columns], state.l1_total
+            )
+        decision = compact @ weights_true + state.intercept
+        loss_values, derivative = loss_gradient(
+            xp,
+            decision,
+            targets,
+            batch_weights(xp, targets, sample_weight, data),
+            squared_norms,
+            config,
+        )
+        loss_sum = loss_sum + xp.sum(loss_values)
+        n_rows = stop - start
+        grad_rows = compact.T @ derivative / n_rows
+        grad_intercept = xp.sum(derivative, axis=0) / n_rows
+        grad_rows, grad_intercept = clip_gradient(xp, grad_rows, grad_intercept, opt)
+        eta = current_learning_rate(state, config)
+
+        buffer_rows = None
+        if opt.uses_momentum:
+            buffer_rows = state.coef_buffer[columns]
+        new_scale = scale * (1.0 - eta * lazy_decay)
+        weights_true, buffer_rows = momentum_step(
+            xp, weights_true, grad_rows, buffer_rows, eta, opt, l2=coupled_l2, decay=lazy_decay
+        )
+        if opt.uses_momentum:
+            state.coef_buffer[columns] = buffer_rows
+        if opt.l1:
+            state.l1_total += eta * opt.l1
+            weights_true, state.l1_applied[columns] = l1_truncate(
+                xp, weights_true, state.l1_applied[columns], state.l1_total
+            )
+        if config.fit_intercept:
+            state.intercept, state.intercept_buffer = momentum_step(
+                xp,
+                state.intercept,
+                grad_intercept,
+                state.intercept_buffer,
+                eta * config.intercept_scale,
+                opt,
+            )
+        scale = new_scale
+        if scale < MIN_WEIGHT_SCALE:
+            coef *= scale
+            scale = 1.0
+        coef[columns] = weights_true / scale
+        state.steps += 1
+        state.samples_seen += n_rows
+        if config.average_start and state.samples_seen >= config.average_start:
+            state.coef = coef * scale
+            update_average(xp, state, config)
+            state.coef = coef
+    coef *= scale
+    if opt.l1:
+        coef[...], state.l1_applied = l1_truncate(
+            xp, coef, state.l1_applied, state.l1_total
+        )
+    state.coef = coef
+    return loss_sum
+
