@@ -10,7 +10,16 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
+
+try:  # scikit-learn >= 1.8
+    from sklearn.utils._array_api import check_same_namespace
+except ImportError:  # pragma: no cover - older scikit-learn has no such rule
+    check_same_namespace = None
 
 from ._backend import (
     DEVICE_OPTIONS,
@@ -171,8 +180,7 @@ class BaseSGD(BaseEstimator):
             expected = self._passive_aggressive_loss
             if self.loss != expected:
                 raise ValueError(
-                    f"Learning rate '{self.learning_rate}' only works with loss "
-                    f"'{expected}'."
+                    f"Learning rate '{self.learning_rate}' only works with loss '{expected}'."
                 )
 
     # --------------------------------------------------------------- configs
@@ -202,9 +210,7 @@ class BaseSGD(BaseEstimator):
         loss = make_loss(self.loss, self.epsilon)
         return EngineConfig(
             loss=loss,
-            schedule=make_schedule(
-                self.learning_rate, self.eta0, self.alpha, self.power_t, loss
-            ),
+            schedule=make_schedule(self.learning_rate, self.eta0, self.alpha, self.power_t, loss),
             optimizer=self._optimizer_config(),
             batch_size=int(self.batch_size),
             fit_intercept=bool(self.fit_intercept),
@@ -255,9 +261,7 @@ class BaseSGD(BaseEstimator):
                     f"[{n_samples}, {y.shape[0]}]"
                 )
             return y
-        return check_device_target(
-            y, n_samples, numeric=not self._is_classifier_estimator
-        )
+        return check_device_target(y, n_samples, numeric=not self._is_classifier_estimator)
 
     def _validate_prediction_input(self, X):
         """Check X at predict time; returns it in its own namespace."""
@@ -291,7 +295,8 @@ class BaseSGD(BaseEstimator):
         encoded = self._encode_targets(y, xp, compute_dtype, classes, partial)
         targets, positive_weight, negative_weight = encoded
         if sample_weight is not None:
-            sample_weight = xp.astype(to_namespace(sample_weight, xp), compute_dtype)
+            sample_weight = to_namespace(sample_weight, xp, _device_of(xp, X_train))
+            sample_weight = xp.astype(sample_weight, compute_dtype)
         sparse = is_sparse(X_train)
         half_input = dtype_name(X_train.data if sparse else X_train) in HALF_DTYPES
         config = self._engine_config(compute_dtype if half_input else None, sparse)
@@ -355,17 +360,14 @@ class BaseSGD(BaseEstimator):
             weights = sample_weight if xp is not np else np.asarray(sample_weight, float)
             if weights.ndim != 1 or weights.shape[0] != X.shape[0]:
                 raise ValueError(
-                    f"sample_weight.shape == {tuple(weights.shape)}, expected "
-                    f"({X.shape[0]},)!"
+                    f"sample_weight.shape == {tuple(weights.shape)}, expected ({X.shape[0]},)!"
                 )
             if not bool(xp.all(xp.isfinite(weights))) or bool(xp.any(weights < 0)):
                 raise ValueError("sample_weight must be finite and non-negative.")
             return weights
         return _check_sample_weight(sample_weight, X, ensure_non_negative=True)
 
-    def _initial_state(
-        self, xp, shape, dtype, device, coef_init, intercept_init, partial
-    ):
+    def _initial_state(self, xp, shape, dtype, device, coef_init, intercept_init, partial):
         """Fresh, warm-started or continued weights and optimizer state."""
         fitted = hasattr(self, "_state")
         if partial and fitted:
@@ -425,9 +427,7 @@ class BaseSGD(BaseEstimator):
         """Hold out ``validation_fraction`` of the rows; returns (train data, scorer)."""
         y_host = to_namespace(y, np)
         splitter = self._validation_splitter()
-        train_rows, validation_rows = next(
-            splitter.split(np.zeros((y_host.shape[0], 1)), y_host)
-        )
+        train_rows, validation_rows = next(splitter.split(np.zeros((y_host.shape[0], 1)), y_host))
 
         def rows(array, selected):
             if array is None:
@@ -495,17 +495,22 @@ class BaseSGD(BaseEstimator):
         return importlib.import_module(name)
 
     # ------------------------------------------------------------ prediction
-    def _decision(self, X):
-        """X @ coef_.T + intercept_ in X's namespace, (n_samples, n_outputs)."""
+    def _decision(self, X, method: str):
+        """X @ coef_.T + intercept_ in X's namespace, (n_samples, n_outputs).
+
+        Outputs follow the namespace of ``X``. Under scikit-learn's
+        ``array_api_dispatch=True`` its stricter rule applies instead: ``X``
+        must share the namespace and device of the fitted attributes.
+        """
+        if check_same_namespace is not None:
+            check_same_namespace(X, self, attribute="coef_", method=method)
         X = self._validate_prediction_input(X)
         xp = namespace_of(X)
         coef = to_namespace(self.coef_, xp)
         intercept = to_namespace(self.intercept_, xp)
         if coef.ndim == 1:
             coef = xp.reshape(coef, (1, -1))
-        if dtype_name(X) in HALF_DTYPES or (
-            not is_sparse(X) and dtype_name(X) != dtype_name(coef)
-        ):
+        if dtype_name(X) in HALF_DTYPES or (not is_sparse(X) and dtype_name(X) != dtype_name(coef)):
             # half-precision decisions overflow; compute in the weights' dtype
             X = xp.astype(X, coef.dtype)
         decision = X @ coef.T + intercept

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from array_api_compat import device as array_device
 
-from ._backend import is_sparse, to_host_float, to_namespace
+from ._backend import is_sparse, to_namespace
 from ._losses import Loss
 from ._optim import OptimizerConfig, clip_gradient, l1_truncate, momentum_step
 from ._schedules import ADAPTIVE_DIVISOR, MIN_ADAPTIVE_ETA, Schedule
@@ -159,7 +160,10 @@ def batch_weights(xp, targets, sample_weight, data: TrainingData):
 
 
 def loss_gradient(xp, decision, targets, weights, squared_norms, config: EngineConfig):
-    """Loss values and their (weighted) derivative with respect to the decision.
+    """Weighted loss of the batch (0-d) and the weighted derivative of each decision.
+
+    The loss is weighted like the gradient (sample and class weights), so that
+    the stopping rule watches the objective the steps minimise.
 
     For the passive-aggressive rates the derivative is replaced by the
     per-sample PA step divided by eta0, so that ``eta0 * derivative`` is the
@@ -176,13 +180,14 @@ def loss_gradient(xp, decision, targets, weights, squared_norms, config: EngineC
         if config.loss.name == "hinge":
             sign = targets
         else:
-            sign = xp.where(targets - decision < 0, -1.0, 1.0)
+            sign = 1.0 - 2.0 * xp.astype(targets - decision < 0, decision.dtype)
         derivative = -(step * sign) / schedule.eta0
     else:
         derivative = config.loss.derivative(xp, decision, targets)
     if weights is not None:
         derivative = derivative * weights
-    return loss_values, derivative
+        loss_values = loss_values * weights
+    return xp.sum(loss_values), derivative
 
 
 def apply_step(xp, state: TrainingState, grad_coef, grad_intercept, eta, config):
@@ -212,9 +217,7 @@ def apply_step(xp, state: TrainingState, grad_coef, grad_intercept, eta, config)
         state.l1_total += eta * opt.l1
         if state.l1_applied is None:
             state.l1_applied = xp.zeros_like(state.coef)
-        state.coef, state.l1_applied = l1_truncate(
-            xp, state.coef, state.l1_applied, state.l1_total
-        )
+        state.coef, state.l1_applied = l1_truncate(xp, state.coef, state.l1_applied, state.l1_total)
 
 
 def update_average(xp, state: TrainingState, config: EngineConfig) -> None:
@@ -259,10 +262,10 @@ def _dense_epoch(xp, state: TrainingState, data: TrainingData, config, order):
         squared_norms = _batch_rows(xp, data.row_squared_norms, order, start, stop)
         weights = batch_weights(xp, targets, sample_weight, data)
         decision = X_batch @ state.coef + state.intercept
-        loss_values, derivative = loss_gradient(
+        batch_loss, derivative = loss_gradient(
             xp, decision, targets, weights, squared_norms, config
         )
-        loss_sum = loss_sum + xp.sum(loss_values)
+        loss_sum = loss_sum + batch_loss
         n_rows = stop - start
         grad_coef = (X_batch.T @ derivative) / n_rows
         grad_intercept = xp.sum(derivative, axis=0) / n_rows
@@ -302,7 +305,11 @@ def _epoch_summary(xp, state: TrainingState, loss_sum, n_samples, optimizer):
         ]
     )
     mean_loss, penalty, probe = (float(v) for v in to_namespace(summary, np))
-    return mean_loss, mean_loss + penalty, math.isfinite(probe) and math.isfinite(mean_loss)
+    return (
+        mean_loss,
+        mean_loss + penalty,
+        math.isfinite(probe) and math.isfinite(mean_loss),
+    )
 
 
 def run(

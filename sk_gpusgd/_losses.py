@@ -130,9 +130,9 @@ class EpsilonInsensitive(Loss):
 
     def derivative(self, xp, decision, target):
         residual = target - decision
-        return xp.where(
-            residual > self.epsilon, -1.0, xp.where(residual < -self.epsilon, 1.0, 0.0)
-        )
+        below = xp.astype(residual < -self.epsilon, decision.dtype)
+        above = xp.astype(residual > self.epsilon, decision.dtype)
+        return below - above
 
 
 @dataclass(frozen=True)

@@ -57,16 +57,12 @@ class Schedule:
         return self.kind in ("pa1", "pa2")
 
 
-def make_schedule(
-    kind: str, eta0: float, alpha: float, power_t: float, loss: Loss
-) -> Schedule:
+def make_schedule(kind: str, eta0: float, alpha: float, power_t: float, loss: Loss) -> Schedule:
     """Build the schedule; 'optimal' takes Bottou's heuristic initial step from the loss."""
     offset = 1.0
     if kind == "optimal":
         typical_weight = math.sqrt(1.0 / math.sqrt(alpha))
         # scikit-learn divides by the signed derivative at y=1, p=-typical_weight
-        initial_eta = typical_weight / max(
-            1.0, loss.derivative_scalar(-typical_weight, 1.0)
-        )
+        initial_eta = typical_weight / max(1.0, loss.derivative_scalar(-typical_weight, 1.0))
         offset = 1.0 / (initial_eta * alpha)
     return Schedule(kind, eta0, alpha, power_t, offset)

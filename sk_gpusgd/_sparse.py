@@ -27,10 +27,10 @@ from ._engine import (
     EngineConfig,
     TrainingData,
     TrainingState,
+    batch_weights,
     current_learning_rate,
     loss_gradient,
     update_average,
-    batch_weights,
 )
 from ._optim import clip_gradient, l1_truncate, momentum_step
 
@@ -77,9 +77,7 @@ def sparse_epoch(xp, state: TrainingState, data: TrainingData, config: EngineCon
         X_batch = X[rows]
         targets = data.targets[rows]
         sample_weight = None if data.sample_weight is None else data.sample_weight[rows]
-        squared_norms = (
-            None if data.row_squared_norms is None else data.row_squared_norms[rows]
-        )
+        squared_norms = None if data.row_squared_norms is None else data.row_squared_norms[rows]
         columns, compact = _compact_columns(xp, sparse_module, X_batch)
         weights_true = scale * coef[columns]
         if opt.l1:
@@ -88,7 +86,7 @@ def sparse_epoch(xp, state: TrainingState, data: TrainingData, config: EngineCon
                 xp, weights_true, state.l1_applied[columns], state.l1_total
             )
         decision = compact @ weights_true + state.intercept
-        loss_values, derivative = loss_gradient(
+        batch_loss, derivative = loss_gradient(
             xp,
             decision,
             targets,
@@ -96,7 +94,7 @@ def sparse_epoch(xp, state: TrainingState, data: TrainingData, config: EngineCon
             squared_norms,
             config,
         )
-        loss_sum = loss_sum + xp.sum(loss_values)
+        loss_sum = loss_sum + batch_loss
         n_rows = stop - start
         grad_rows = compact.T @ derivative / n_rows
         grad_intercept = xp.sum(derivative, axis=0) / n_rows
@@ -108,7 +106,14 @@ def sparse_epoch(xp, state: TrainingState, data: TrainingData, config: EngineCon
             buffer_rows = state.coef_buffer[columns]
         new_scale = scale * (1.0 - eta * lazy_decay)
         weights_true, buffer_rows = momentum_step(
-            xp, weights_true, grad_rows, buffer_rows, eta, opt, l2=coupled_l2, decay=lazy_decay
+            xp,
+            weights_true,
+            grad_rows,
+            buffer_rows,
+            eta,
+            opt,
+            l2=coupled_l2,
+            decay=lazy_decay,
         )
         if opt.uses_momentum:
             state.coef_buffer[columns] = buffer_rows
@@ -139,9 +144,6 @@ def sparse_epoch(xp, state: TrainingState, data: TrainingData, config: EngineCon
             state.coef = coef
     coef *= scale
     if opt.l1:
-        coef[...], state.l1_applied = l1_truncate(
-            xp, coef, state.l1_applied, state.l1_total
-        )
+        coef[...], state.l1_applied = l1_truncate(xp, coef, state.l1_applied, state.l1_total)
     state.coef = coef
     return loss_sum
-

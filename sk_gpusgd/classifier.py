@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import ClassifierMixin
+from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classification_targets
-from sklearn.base import _fit_context
+from sklearn.utils.multiclass import (
+    _check_partial_fit_first_call,
+    check_classification_targets,
+)
 
 from ._backend import is_device_array, namespace_of, to_namespace
-from ._base import DEFAULT_BATCH_SIZE, BaseSGD
+from ._base import DEFAULT_BATCH_SIZE, BaseSGD, _device_of
 from ._losses import CLASSIFICATION_LOSSES, REGRESSION_LOSSES
 from ._validation import dtype_name
 
@@ -25,9 +27,7 @@ def _sigmoid(xp, values):
 
 def _check_proba(estimator) -> bool:
     if estimator.loss not in ("log_loss", "modified_huber"):
-        raise AttributeError(
-            f"probability estimates are not available for loss={estimator.loss!r}"
-        )
+        raise AttributeError(f"probability estimates are not available for loss={estimator.loss!r}")
     return True
 
 
@@ -368,8 +368,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         n_classes = int(self.classes_.shape[0])
         if n_classes < 2:
             raise ValueError(
-                "The number of classes has to be greater than one; got "
-                f"{n_classes} class"
+                f"The number of classes has to be greater than one; got {n_classes} class"
             )
         if classes_in_y is None:
             indices = np.searchsorted(self.classes_, y)
@@ -386,24 +385,23 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
             )
         indices = to_namespace(indices, xp)
         if n_classes == 2:
-            targets = xp.where(indices == 1, 1.0, -1.0)[:, None]
+            is_positive = (indices == 1)[:, None]
         else:
-            columns = xp.arange(n_classes)
-            targets = xp.where(indices[:, None] == columns[None, :], 1.0, -1.0)
-        targets = xp.astype(targets, dtype)
+            columns = xp.arange(n_classes, device=_device_of(xp, indices))
+            is_positive = indices[:, None] == columns[None, :]
+        targets = 2.0 * xp.astype(is_positive, dtype) - 1.0
         positive, negative = self._class_weight_vectors(y, n_classes)
         if positive is not None:
-            positive = xp.asarray(to_namespace(positive, xp), dtype=dtype)
-            negative = xp.asarray(to_namespace(negative, xp), dtype=dtype)
+            device = _device_of(xp, targets)
+            positive = xp.astype(to_namespace(positive, xp, device), dtype)
+            negative = xp.astype(to_namespace(negative, xp, device), dtype)
         return targets, positive, negative
 
     def _class_weight_vectors(self, y, n_classes):
         if self.class_weight is None:
             return None, None
         classes = to_namespace(self.classes_, np)
-        weights = compute_class_weight(
-            self.class_weight, classes=classes, y=to_namespace(y, np)
-        )
+        weights = compute_class_weight(self.class_weight, classes=classes, y=to_namespace(y, np))
         if n_classes == 2:
             return np.asarray([weights[1]]), np.asarray([weights[0]])
         return weights, np.ones(n_classes)
@@ -443,7 +441,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         scores : array of shape (n_samples,) or (n_samples, n_classes)
             In the namespace of ``X``.
         """
-        decision, _ = self._decision(X)
+        decision, _ = self._decision(X, "decision_function")
         if decision.shape[1] == 1:
             return decision[:, 0]
         return decision
@@ -461,7 +459,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         labels : array of shape (n_samples,)
             In the namespace of ``X`` (NumPy for string labels).
         """
-        decision, xp = self._decision(X)
+        decision, xp = self._decision(X, "predict")
         if decision.shape[1] == 1:
             indices = xp.astype(decision[:, 0] > 0, xp.int64)
         else:
@@ -489,7 +487,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         proba : array of shape (n_samples, n_classes)
             In the namespace of ``X``.
         """
-        decision, xp = self._decision(X)
+        decision, xp = self._decision(X, "predict_proba")
         if self.loss == "log_loss":
             positive = _sigmoid(xp, decision)
         else:

@@ -269,7 +269,7 @@ decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
         y_pred : array of shape (n_samples,)
             In the namespace of ``X``.
         """
-        decision, _ = self._decision(X)
+        decision, _ = self._decision(X, "predict")
         return decision[:, 0]
 
     def score(self, X, y, sample_weight=None):
@@ -307,5 +307,3 @@ def _r2(xp, predicted, target, sample_weight):
     if float(spread) == 0.0:
         return 1.0 if float(residual) == 0.0 else 0.0
     return float(1.0 - residual / spread)
-
-
