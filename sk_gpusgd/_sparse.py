@@ -7,8 +7,9 @@ Which parts are lazy, and what that changes:
   scikit-learn: exact, same result as the dense path.
 - L1 uses the cumulative truncated penalty: a row's pending penalty is applied
   when the row next appears (and to every row at the end of the epoch). Exact
-  for ``penalty='l1'``; with ``elasticnet`` the scale and the truncation
-  commute only up to O(eta^2 alpha^2), as in scikit-learn's own sparse path.
+  for ``penalty='l1'``; with ``elasticnet`` (or L1 with ``weight_decay``) the
+  scale and the truncation commute only up to O(eta^2 alpha^2), as in
+  scikit-learn's own sparse path.
 - Momentum follows MXNet's ``lazy_update``: only rows present in the batch
   get coupled weight decay, a momentum decay and a step. Rows absent from a
   batch keep their buffer and do not move. Every row's buffer starts at zero,
@@ -16,7 +17,9 @@ Which parts are lazy, and what that changes:
   buffer at the first gradient). This is a different trajectory from dense
   momentum, which moves every row every step.
 - Weight averaging (``average``) updates the full average every step; it is
-  not lazy, so with averaging a step costs O(n_features * n_outputs).
+  not lazy, so with averaging a step costs O(n_features * n_outputs). Once
+  averaging has started every step folds the scale into the weights and
+  applies every row's pending L1, so the average equals the dense one.
 """
 
 from __future__ import annotations
@@ -139,9 +142,16 @@ def sparse_epoch(xp, state: TrainingState, data: TrainingData, config: EngineCon
         state.steps += 1
         state.samples_seen += n_rows
         if config.average_start and state.samples_seen >= config.average_start:
-            state.coef = coef * scale
-            update_average(xp, state, config)
+            # The average needs every row's true weight: fold the scale in and
+            # bring every row's pending L1 up to date, as the dense step does.
+            coef = coef * scale
+            scale = 1.0
+            if opt.l1:
+                coef, state.l1_applied = l1_truncate(
+                    xp, coef, state.l1_applied, state.l1_total
+                )
             state.coef = coef
+            update_average(xp, state, config)
     coef *= scale
     if opt.l1:
         coef[...], state.l1_applied = l1_truncate(xp, coef, state.l1_applied, state.l1_total)
