@@ -379,10 +379,12 @@ class BaseSGD(BaseEstimator):
         previous = None
         if coef_init is None and self.warm_start and fitted:
             previous = self._state.moved_to(xp).copied(xp)
-            coef_init, intercept_init = previous.coef, previous.intercept
-            if self._n_averaged_for_output(previous):
-                coef_init = previous.average_coef
-                intercept_init = previous.average_intercept
+            averaged = self._n_averaged_for_output(previous) > 0
+            warm_coef = previous.average_coef if averaged else previous.coef
+            if tuple(warm_coef.shape) == (n_features, n_outputs):
+                coef = xp.astype(warm_coef, dtype)
+                warm_intercept = previous.average_intercept if averaged else previous.intercept
+                intercept = xp.astype(warm_intercept, dtype)
         if coef_init is not None:
             coef = self._checked_init(xp, coef_init, (n_features, n_outputs), dtype, "coef_init")
         if intercept_init is not None:

@@ -48,7 +48,10 @@ def logistic_optimum(binary_problem):
     "params, tolerance",
     [
         # full batch with a decaying rate: gradient descent to the exact optimum
-        (dict(batch_size=300, learning_rate="invscaling", eta0=1.0, power_t=0.1, max_iter=3000), 1e-6),
+        (
+            dict(batch_size=300, learning_rate="invscaling", eta0=1.0, power_t=0.1, max_iter=3000),
+            1e-6,
+        ),
         # minibatches, 'optimal' schedule, averaged iterates
         (dict(batch_size=30, learning_rate="optimal", max_iter=500, average=True), 1e-3),
     ],
@@ -67,9 +70,15 @@ def test_log_loss_reaches_logistic_regression_optimum(
 @pytest.mark.parametrize(
     "params, tolerance",
     [
-        (dict(batch_size=300, learning_rate="invscaling", eta0=0.5, power_t=0.1, max_iter=2000), 1e-6),
+        (
+            dict(batch_size=300, learning_rate="invscaling", eta0=0.5, power_t=0.1, max_iter=2000),
+            1e-6,
+        ),
         # minibatches; averaging starts after 10 epochs, past the transient
-        (dict(batch_size=30, learning_rate="invscaling", eta0=0.1, max_iter=200, average=3000), 1e-3),
+        (
+            dict(batch_size=30, learning_rate="invscaling", eta0=0.1, max_iter=200, average=3000),
+            1e-3,
+        ),
     ],
     ids=["full-batch", "minibatch-averaged"],
 )
@@ -112,8 +121,12 @@ def test_default_accuracy_matches_sklearn(name):
         X_train, X_test, y_train, y_test = _held_out(X, y, seed, stratify=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            theirs.append(SGDClassifier(random_state=seed).fit(X_train, y_train).score(X_test, y_test))
-            ours.append(GPUSGDClassifier(random_state=seed).fit(X_train, y_train).score(X_test, y_test))
+            theirs.append(
+                SGDClassifier(random_state=seed).fit(X_train, y_train).score(X_test, y_test)
+            )
+            ours.append(
+                GPUSGDClassifier(random_state=seed).fit(X_train, y_train).score(X_test, y_test)
+            )
     assert np.mean(ours) >= np.mean(theirs) - 0.01
 
 

@@ -1,0 +1,153 @@
+"""Bad input gets a clear error that names the problem; nothing silently becomes NaN."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris, make_regression
+
+from sk_gpusgd import GPUSGDClassifier, GPUSGDRegressor
+
+ESTIMATORS = [GPUSGDClassifier, GPUSGDRegressor]
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = load_iris(return_X_y=True)
+    return X, y
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_features(data, estimator, bad):
+    X, y = data
+    X = X.copy()
+    X[3, 1] = bad
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        estimator().fit(X, y)
+
+
+def test_non_finite_regression_target():
+    X, y = make_regression(n_samples=20, n_features=3, random_state=0)
+    y[0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        GPUSGDRegressor().fit(X, y)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_empty_input(estimator):
+    with pytest.raises(ValueError, match="0 sample"):
+        estimator().fit(np.empty((0, 3)), np.empty(0))
+    with pytest.raises(ValueError, match="0 feature"):
+        estimator().fit(np.empty((5, 0)), np.arange(5) % 2)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_one_dimensional_X(estimator):
+    with pytest.raises(ValueError, match="2D array"):
+        estimator().fit(np.arange(10.0), np.arange(10) % 2)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_mismatched_lengths(data, estimator):
+    X, y = data
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        estimator().fit(X, y[:-1])
+
+
+def test_string_targets_for_the_regressor():
+    X = np.random.default_rng(0).normal(size=(6, 2))
+    with pytest.raises(ValueError, match="could not convert string to float|numeric"):
+        GPUSGDRegressor().fit(X, np.array(["a", "b", "a", "b", "a", "b"]))
+
+
+def test_single_class(data):
+    X, _ = data
+    with pytest.raises(ValueError, match="greater than one"):
+        GPUSGDClassifier().fit(X, np.zeros(len(X)))
+
+
+def test_continuous_labels_for_the_classifier(data):
+    X, _ = data
+    with pytest.raises(ValueError, match="Unknown label type"):
+        GPUSGDClassifier().fit(X, np.linspace(0, 1, len(X)))
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_wrong_number_of_features_at_predict_and_partial_fit(data, estimator):
+    X, y = data
+    model = estimator().fit(X, y)
+    with pytest.raises(ValueError, match="features"):
+        model.predict(X[:, :3])
+    with pytest.raises(ValueError, match="features"):
+        model.partial_fit(X[:, :3], y)
+
+
+def test_partial_fit_needs_classes_first(data):
+    X, y = data
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        GPUSGDClassifier().partial_fit(X, y)
+    model = GPUSGDClassifier().partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match="not in classes_"):
+        model.partial_fit(X, y + 5)
+    with pytest.raises(ValueError, match="classes"):
+        model.partial_fit(X, y, classes=[0, 1, 2, 3])
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"loss": "hinj"}, "loss"),
+        ({"penalty": "l3"}, "penalty"),
+        ({"learning_rate": "fast"}, "learning_rate"),
+        ({"device": "tpu"}, "device"),
+        ({"momentum_form": "torch"}, "momentum_form"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"momentum": 1.5}, "momentum"),
+        ({"eta0": 0.0}, "eta0"),
+        ({"clip_norm": -1.0}, "clip_norm"),
+        ({"learning_rate": "optimal", "alpha": 0.0}, "alpha must be > 0"),
+        ({"penalty": "elasticnet", "l1_ratio": None}, "l1_ratio"),
+        ({"learning_rate": "pa1", "loss": "log_loss"}, "only works with loss 'hinge'"),
+    ],
+)
+def test_invalid_parameters_name_the_parameter(data, params, message):
+    X, y = data
+    with pytest.raises(ValueError, match=message):
+        GPUSGDClassifier(**params).fit(X, y)
+
+
+def test_early_stopping_with_partial_fit(data):
+    X, y = data
+    with pytest.raises(ValueError, match="early_stopping"):
+        GPUSGDClassifier(early_stopping=True).partial_fit(X, y, classes=[0, 1, 2])
+
+
+def test_balanced_class_weight_with_partial_fit(data):
+    X, y = data
+    with pytest.raises(ValueError, match="balanced"):
+        GPUSGDClassifier(class_weight="balanced").partial_fit(X, y, classes=[0, 1, 2])
+
+
+def test_negative_sample_weight(data):
+    X, y = data
+    with pytest.raises(ValueError, match="(?i)negative"):
+        GPUSGDClassifier().fit(X, y, sample_weight=-np.ones(len(y)))
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_predict_before_fit(data, estimator):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        estimator().predict(data[0])
+
+
+def test_divergence_names_the_learning_rate_and_keeps_the_previous_model():
+    X, y = make_regression(n_samples=200, n_features=5, random_state=0)
+    X *= 1e3
+    model = GPUSGDRegressor(learning_rate="constant", eta0=0.001, max_iter=5, tol=None)
+    model.fit(X / 1e3, y)
+    previous = model.coef_.copy()
+    with pytest.raises(ValueError, match="learning rate.*eta0=1000"):
+        model.set_params(eta0=1000.0).fit(X, y)
+    np.testing.assert_array_equal(model.coef_, previous)
+    assert np.all(np.isfinite(model.coef_))
