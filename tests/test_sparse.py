@@ -263,47 +263,102 @@ def test_compact_columns_spans_only_the_batch_columns():
     assert_allclose(compact.toarray(), X_batch[:, columns].toarray())
 
 
-@pytest.mark.parametrize(
-    "options",
-    [
-        {"penalty": None},
-        {"penalty": "l2"},
-        {"penalty": "l1"},
-        {"penalty": "l2", "momentum": 0.9},
-        {"penalty": None, "weight_decay": 0.01, "decoupled_weight_decay": True},
-    ],
-    ids=["none", "l2", "l1", "l2-momentum", "decoupled-decay"],
-)
-def test_sparse_epoch_never_reads_rows_outside_the_batch(options):
-    """Weights of features absent from the data are NaN: any dense step would spread them.
+WIDE_FEATURES, WIDE_BATCH = 200_000, 8
+LAZY_OPTIONS = [
+    {"penalty": None},
+    {"penalty": "l2"},
+    {"penalty": "l1"},
+    {"penalty": "l2", "momentum": 0.9},
+    {"penalty": "l1", "momentum": 0.9, "nesterov": True},
+    {"penalty": None, "weight_decay": 0.01, "decoupled_weight_decay": True},
+    {"penalty": "l2", "clip_norm": 0.1},
+]
+LAZY_IDS = ["none", "l2", "l1", "l2-momentum", "l1-nesterov", "decoupled-decay", "clip-norm"]
 
-    0 * NaN is NaN, so a step that touched all n_features rows (a dense
-    ``X @ coef`` or ``X.T @ derivative``) would make every weight NaN. The
-    features present must come out finite and equal to a dense fit on them alone.
-    """
-    n_features = 200_000
-    X_small = _sparse_dense(n_samples=64, n_features=12, density=0.4)
-    y = _target(X_small, "regression")
-    used = np.sort(np.random.RandomState(3).choice(n_features, 12, replace=False))
-    narrow = sp.csr_matrix(X_small)
-    X_wide = sp.csr_matrix(
-        (narrow.data, used[narrow.indices], narrow.indptr), shape=(64, n_features)
-    )
-    est = _make("regression", shuffle=False, max_iter=1, batch_size=8, **options)
+
+@pytest.fixture(scope="module")
+def wide_problem():
+    """12 informative features scattered among WIDE_FEATURES, and the same rows on 12 only."""
+    narrow = sp.csr_matrix(_sparse_dense(n_samples=64, n_features=12, density=0.4))
+    y = _target(narrow.toarray(), "regression")
+    used = np.sort(np.random.RandomState(3).choice(WIDE_FEATURES, 12, replace=False))
+    wide = sp.csr_matrix((narrow.data, used[narrow.indices], narrow.indptr), (64, WIDE_FEATURES))
+    return wide, narrow, used, y
+
+
+def _wide_run(wide_problem, options, coef_fill):
+    wide, _, used, y = wide_problem
+    est = _make("regression", shuffle=False, max_iter=1, batch_size=WIDE_BATCH, **options)
     config = est._engine_config(None, sparse=True)
-    coef = np.full((n_features, 1), np.nan)
-    coef[used] = 0.0
-    state = TrainingState(coef=coef, intercept=np.zeros(1))
+    state = TrainingState(
+        coef=np.full((WIDE_FEATURES, 1), coef_fill), intercept=np.zeros(1, dtype=float)
+    )
+    state.coef[used] = 0.0
     if est.momentum:
-        state.coef_buffer = np.full((n_features, 1), np.nan)
+        state.coef_buffer = np.full((WIDE_FEATURES, 1), coef_fill)
         state.coef_buffer[used] = 0.0
-    data = TrainingData(X=X_wide, targets=y[:, None])
     with np.errstate(invalid="ignore"):
-        sparse_epoch(np, state, data, config, None)
+        sparse_epoch(np, state, TrainingData(X=wide, targets=y[:, None]), config, None)
+    return state
+
+
+@pytest.mark.parametrize("options", LAZY_OPTIONS, ids=LAZY_IDS)
+def test_sparse_step_arrays_span_only_the_batch_columns(wide_problem, options, monkeypatch):
+    """Every per-step update works on (distinct columns of the batch, n_outputs) arrays.
+
+    The update helpers are wrapped (not replaced) to record the shapes they see:
+    a step's cost follows the batch's non-zeros, never n_features. Only the
+    once-per-epoch flush of pending L1 spans every row.
+    """
+    import sk_gpusgd._sparse as sparse_module
+
+    shapes = []
+
+    def recording(function):
+        def wrapper(xp, weights, *args, **kwargs):
+            if weights.ndim == 2:  # the coefficients, not the intercept
+                shapes.append((function.__name__, weights.shape[0]))
+            return function(xp, weights, *args, **kwargs)
+
+        return wrapper
+
+    for name in ("momentum_step", "l1_truncate"):
+        monkeypatch.setattr(sparse_module, name, recording(getattr(sparse_module, name)))
+    _wide_run(wide_problem, options, 0.0)
+
+    wide = wide_problem[0]
+    per_step = [
+        ("momentum_step", _distinct_columns(wide, start)) for start in range(0, 64, WIDE_BATCH)
+    ]
+    if options["penalty"] == "l1":
+        per_step = [
+            (name, size)
+            for _, size in per_step
+            for name in ("l1_truncate", "momentum_step", "l1_truncate")
+        ]
+        per_step.append(("l1_truncate", WIDE_FEATURES))  # end of epoch, once
+    assert shapes == per_step
+    assert all(size <= 12 for name, size in shapes if name == "momentum_step")
+
+
+def _distinct_columns(X, start):
+    return np.unique(X[start : start + WIDE_BATCH].indices).size
+
+
+@pytest.mark.parametrize("options", LAZY_OPTIONS, ids=LAZY_IDS)
+def test_sparse_result_does_not_depend_on_absent_features(wide_problem, options):
+    """Weights of the features absent from the data start as NaN and must not spread.
+
+    A step that read them into anything shared (a decision, a gradient norm) would
+    make the other weights NaN. The features present come out equal to a fit on
+    those 12 features alone.
+    """
+    _, narrow, used, y = wide_problem
+    state = _wide_run(wide_problem, options, np.nan)
     assert np.all(np.isfinite(state.coef[used]))
     assert np.isnan(np.delete(state.coef, used, axis=0)).all()
     # the same lazy trajectory as on the 12 features alone (equal to dense without momentum)
-    reference = _make("regression", shuffle=False, max_iter=1, batch_size=8, **options)
+    reference = _make("regression", shuffle=False, max_iter=1, batch_size=WIDE_BATCH, **options)
     reference.fit(narrow, y)
     assert_allclose(state.coef[used, 0], reference.coef_, rtol=0, atol=ATOL)
 
