@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from array_api_compat import array_namespace
+from array_api_compat import is_cupy_namespace as _is_cupy_namespace
 
 DEVICE_OPTIONS = ("auto", "cpu", "cuda")
 
@@ -22,6 +23,16 @@ DEVICE_OPTIONS = ("auto", "cpu", "cuda")
 def _cupy_module():
     """Return the already-imported ``cupy`` module, or None."""
     return sys.modules.get("cupy")
+
+
+def is_cupy_namespace(xp) -> bool:
+    """True for CuPy or array-api-compat's CuPy wrapper (the namespace the engine uses)."""
+    return xp is not np and _is_cupy_namespace(xp)
+
+
+def cupy_namespace():
+    """array-api-compat's CuPy namespace: CuPy with the array-API function names."""
+    return importlib.import_module("array_api_compat.cupy")
 
 
 def is_cupy_array(array: Any) -> bool:
@@ -60,9 +71,9 @@ def _is_torch(array: Any) -> bool:
 @lru_cache(maxsize=1)
 def cuda_available() -> bool:
     """True when CuPy imports and sees at least one CUDA device."""
-    if importlib.util.find_spec("cupy") is None:
-        return False
     try:
+        if importlib.util.find_spec("cupy") is None:
+            return False
         cupy = importlib.import_module("cupy")
         return cupy.cuda.runtime.getDeviceCount() > 0
     except Exception:  # noqa: BLE001 - a broken driver means "no GPU"
@@ -78,7 +89,7 @@ def namespace_of(*arrays: Any):
         if sp.issparse(array):
             return np
         if is_cupy_sparse(array):
-            return importlib.import_module("cupy")
+            return cupy_namespace()
         dense.append(array)
     if not dense:
         return np
@@ -112,7 +123,7 @@ def resolve_compute_namespace(device: str, X: Any):
                     "install CuPy (pip install 'sk-gpusgd[cuda13]') on a machine "
                     "with an NVIDIA GPU, or use device='cpu'."
                 )
-            return importlib.import_module("cupy")
+            return cupy_namespace()
         return np
     if is_cupy_array(X) or is_cupy_sparse(X):
         return np if device == "cpu" else xp_in
@@ -124,8 +135,8 @@ def device_name(xp, array: Any = None) -> str:
     """Human-readable name of where ``xp`` computes, for ``device_``."""
     if xp is np:
         return "cpu"
-    if xp.__name__ == "cupy":
-        return f"cuda:{xp.cuda.Device().id}"
+    if is_cupy_namespace(xp):
+        return f"cuda:{sys.modules['cupy'].cuda.Device().id}"
     if array is not None:
         try:
             from array_api_compat import device
@@ -161,14 +172,8 @@ def to_namespace(array: Any, xp, device: Any = None):
             # array-API arrays on a non-default device (array-api-strict's
             # test devices) convert only from their CPU device
             return np.asarray(array.to_device(src.Device("CPU_DEVICE")))
-    if xp.__name__ == "cupy":
-        return xp.asarray(to_namespace(array, np))
+    if is_cupy_namespace(xp):
+        return sys.modules["cupy"].asarray(to_namespace(array, np))
     host = to_namespace(array, np)
     return xp.asarray(host, device=device) if device is not None else xp.asarray(host)
 
-
-def to_host_float(value: Any) -> float:
-    """One host synchronisation: a 0-d array to a Python float."""
-    if is_cupy_array(value):
-        return float(value.get())
-    return float(value)

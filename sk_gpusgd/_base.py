@@ -25,6 +25,7 @@ from ._backend import (
     DEVICE_OPTIONS,
     device_name,
     is_cupy_array,
+    is_cupy_namespace,
     is_device_array,
     is_sparse,
     namespace_of,
@@ -437,7 +438,7 @@ class BaseSGD(BaseEstimator):
             if is_sparse(array):
                 return array[to_namespace(selected, xp)]
             index = to_namespace(selected, xp)
-            if xp is not np and xp.__name__ != "cupy":
+            if not (xp is np or is_cupy_namespace(xp)):
                 index = xp.asarray(index, device=_device_of(xp, array))
             return xp.take(array, index, axis=0)
 
@@ -529,7 +530,7 @@ class BaseSGD(BaseEstimator):
             if is_cupy_array(value):
                 state[name] = value.get()
                 on_gpu.append(name)
-        if "_state" in state and self._compute_namespace_name == "cupy":
+        if "_state" in state and self._compute_namespace_name.endswith("cupy"):
             state["_state"] = state["_state"].moved_to(np)
             state["_compute_namespace_name"] = "numpy"
         state["_cupy_attributes"] = on_gpu
@@ -568,7 +569,7 @@ def _compute_dtype(xp, X):
 
 def _device_of(xp, X):
     """Where new arrays go: X's device for array-API inputs, the default otherwise."""
-    if xp is np or xp.__name__ == "cupy":
+    if xp is np or is_cupy_namespace(xp):
         return None
     from array_api_compat import device
 

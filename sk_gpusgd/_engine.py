@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import device as array_device
 
-from ._backend import is_sparse, to_namespace
+from ._backend import is_cupy_namespace, is_sparse, to_namespace
 from ._losses import Loss
 from ._optim import OptimizerConfig, clip_gradient, l1_truncate, momentum_step
 from ._schedules import ADAPTIVE_DIVISOR, MIN_ADAPTIVE_ETA, Schedule
@@ -368,7 +368,7 @@ def run(
             order = None
             if config.shuffle:
                 order = to_namespace(random_state.permutation(n_samples), xp)
-                if xp is not np and xp.__name__ != "cupy":
+                if not (xp is np or is_cupy_namespace(xp)):
                     order = xp.asarray(order, device=array_device(data.X))
             loss_sum = epoch_runner(xp, state, data, config, order)
             mean_loss, objective, finite = _epoch_summary(
