@@ -176,4 +176,3 @@ def to_namespace(array: Any, xp, device: Any = None):
         return sys.modules["cupy"].asarray(to_namespace(array, np))
     host = to_namespace(array, np)
     return xp.asarray(host, device=device) if device is not None else xp.asarray(host)
-

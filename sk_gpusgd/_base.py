@@ -308,8 +308,6 @@ class BaseSGD(BaseEstimator):
             positive_weight=positive_weight,
             negative_weight=negative_weight,
         )
-        if config.schedule.passive_aggressive:
-            data.row_squared_norms = _row_squared_norms(xp, X_train, compute_dtype)
 
         n_features = X_train.shape[1]
         n_outputs = int(targets.shape[1])
@@ -448,7 +446,6 @@ class BaseSGD(BaseEstimator):
             sample_weight=rows(data.sample_weight, train_rows),
             positive_weight=data.positive_weight,
             negative_weight=data.negative_weight,
-            row_squared_norms=rows(data.row_squared_norms, train_rows),
         )
         X_val = rows(data.X, validation_rows)
         targets_val = rows(data.targets, validation_rows)
@@ -574,12 +571,3 @@ def _device_of(xp, X):
     from array_api_compat import device
 
     return device(X)
-
-
-def _row_squared_norms(xp, X, dtype):
-    """||x_i||^2 of every row, for the passive-aggressive step sizes."""
-    if is_sparse(X):
-        squared = X.multiply(X).sum(axis=1)
-        return xp.astype(xp.reshape(xp.asarray(squared), (-1,)), dtype)[:, None]
-    X = xp.astype(X, dtype)
-    return xp.sum(X * X, axis=1)[:, None]

@@ -84,7 +84,6 @@ class TrainingData:
     sample_weight: Any = None
     positive_weight: Any = None
     negative_weight: Any = None
-    row_squared_norms: Any = None
 
     @property
     def n_samples(self) -> int:
@@ -159,7 +158,15 @@ def batch_weights(xp, targets, sample_weight, data: TrainingData):
     return weights
 
 
-def loss_gradient(xp, decision, targets, weights, squared_norms, config: EngineConfig):
+def squared_row_norms(xp, X_batch):
+    """||x_i||^2 of each row of a batch, (batch, 1), dense or sparse."""
+    if is_sparse(X_batch):
+        squared = X_batch.multiply(X_batch).sum(axis=1)
+        return xp.reshape(xp.asarray(squared), (-1, 1))
+    return xp.sum(X_batch * X_batch, axis=1)[:, None]
+
+
+def loss_gradient(xp, decision, targets, weights, X_batch, config: EngineConfig):
     """Weighted loss of the batch (0-d) and the weighted derivative of each decision.
 
     The loss is weighted like the gradient (sample and class weights), so that
@@ -172,6 +179,8 @@ def loss_gradient(xp, decision, targets, weights, squared_norms, config: EngineC
     loss_values = config.loss.value(xp, decision, targets)
     schedule = config.schedule
     if schedule.passive_aggressive:
+        # per batch, so half-precision X never gets a float32 copy
+        squared_norms = xp.astype(squared_row_norms(xp, X_batch), decision.dtype)
         if schedule.kind == "pa1":
             step = xp.minimum(loss_values / squared_norms, schedule.eta0)
             step = xp.where(squared_norms > 0, step, 0.0)
@@ -259,12 +268,9 @@ def _dense_epoch(xp, state: TrainingState, data: TrainingData, config, order):
             X_batch = xp.astype(X_batch, config.compute_dtype)
         targets = _batch_rows(xp, data.targets, order, start, stop)
         sample_weight = _batch_rows(xp, data.sample_weight, order, start, stop)
-        squared_norms = _batch_rows(xp, data.row_squared_norms, order, start, stop)
         weights = batch_weights(xp, targets, sample_weight, data)
         decision = X_batch @ state.coef + state.intercept
-        batch_loss, derivative = loss_gradient(
-            xp, decision, targets, weights, squared_norms, config
-        )
+        batch_loss, derivative = loss_gradient(xp, decision, targets, weights, X_batch, config)
         loss_sum = loss_sum + batch_loss
         n_rows = stop - start
         grad_coef = (X_batch.T @ derivative) / n_rows

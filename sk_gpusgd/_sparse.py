@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib
 
+from ._backend import is_cupy_namespace
 from ._engine import (
     EngineConfig,
     TrainingData,
@@ -43,7 +44,7 @@ MIN_WEIGHT_SCALE = 1e-9
 
 def sparse_module_for(xp):
     """scipy.sparse for NumPy, cupyx.scipy.sparse for CuPy."""
-    if xp.__name__ == "cupy":
+    if is_cupy_namespace(xp):
         return importlib.import_module("cupyx.scipy.sparse")
     return importlib.import_module("scipy.sparse")
 
@@ -80,7 +81,6 @@ def sparse_epoch(xp, state: TrainingState, data: TrainingData, config: EngineCon
         X_batch = X[rows]
         targets = data.targets[rows]
         sample_weight = None if data.sample_weight is None else data.sample_weight[rows]
-        squared_norms = None if data.row_squared_norms is None else data.row_squared_norms[rows]
         columns, compact = _compact_columns(xp, sparse_module, X_batch)
         weights_true = scale * coef[columns]
         if opt.l1:
@@ -94,7 +94,7 @@ def sparse_epoch(xp, state: TrainingState, data: TrainingData, config: EngineCon
             decision,
             targets,
             batch_weights(xp, targets, sample_weight, data),
-            squared_norms,
+            compact,
             config,
         )
         loss_sum = loss_sum + batch_loss
@@ -147,9 +147,7 @@ def sparse_epoch(xp, state: TrainingState, data: TrainingData, config: EngineCon
             coef = coef * scale
             scale = 1.0
             if opt.l1:
-                coef, state.l1_applied = l1_truncate(
-                    xp, coef, state.l1_applied, state.l1_total
-                )
+                coef, state.l1_applied = l1_truncate(xp, coef, state.l1_applied, state.l1_total)
             state.coef = coef
             update_average(xp, state, config)
     coef *= scale

@@ -99,7 +99,8 @@ def test_partial_fit_stream_reaches_fit_accuracy(stream):
     X_train, X_test, y_train, y_test = stream
     classes = np.unique(y_train)
     streamed = GPUSGDClassifier(random_state=0, average=True)
-    for X_chunk, y_chunk in zip(np.array_split(X_train, 20), np.array_split(y_train, 20)):
+    chunks = zip(np.array_split(X_train, 20), np.array_split(y_train, 20), strict=True)
+    for X_chunk, y_chunk in chunks:
         streamed.partial_fit(X_chunk, y_chunk, classes=classes)
     fitted = GPUSGDClassifier(random_state=0).fit(X_train, y_train)
     assert streamed.score(X_test, y_test) >= fitted.score(X_test, y_test) - 0.02

@@ -93,7 +93,7 @@ def test_float16_trains_float32_master_weights_on_the_float16_array(problem, cls
 def test_float16_training_allocates_no_float32_copy_of_X(learning_rate):
     """Peak traced memory during fit stays below one float32 copy of X (2 * X16.nbytes)."""
     rng = np.random.RandomState(0)
-    X16 = rng.randn(8000, 64).astype(np.float16)
+    X16 = rng.randn(32768, 64).astype(np.float16)
     y = (X16[:, 0] > 0).astype(int)
     params = dict(
         loss="hinge",

@@ -147,13 +147,31 @@ def test_sparse_average_equals_dense(X, penalty, average):
     _assert_same_model(dense, sparse, X)
 
 
-def test_sparse_elasticnet_close_to_dense(X):
-    """Lazy L2 scale and L1 truncation commute only up to O(eta^2 alpha^2)."""
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"penalty": "elasticnet", "l1_ratio": 0.5},
+        {"penalty": "l1", "weight_decay": 0.01, "decoupled_weight_decay": True},
+    ],
+    ids=["elasticnet", "l1-decoupled-decay"],
+)
+def test_sparse_l1_with_a_scale_is_close_to_dense(X, params):
+    """Lazy weight scale and L1 truncation commute only up to O(eta^2 alpha^2)."""
     y = _target(X, "binary")
-    params = dict(penalty="elasticnet", l1_ratio=0.5)
     dense = _make("binary-hinge", **params).fit(X, y)
     sparse = _make("binary-hinge", **params).fit(sp.csr_matrix(X), y)
-    assert_allclose(sparse.coef_, dense.coef_, rtol=0, atol=1e-4)
+    assert_allclose(sparse.coef_, dense.coef_, rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("penalty", ["l2", "l1", None])
+def test_sparse_float32_close_to_dense_float32(X, penalty):
+    X32 = X.astype(np.float32)
+    y = _target(X, "binary")
+    dense = _make("binary-hinge", penalty=penalty, average=True).fit(X32, y)
+    sparse = _make("binary-hinge", penalty=penalty, average=True).fit(sp.csr_matrix(X32), y)
+    assert sparse.coef_.dtype == np.float32
+    scale = np.abs(dense.coef_).max()
+    assert_allclose(sparse.coef_, dense.coef_, rtol=0, atol=1e-5 * scale)
 
 
 @pytest.mark.parametrize("problem", ["binary-hinge", "regression"])
