@@ -510,9 +510,14 @@ class BaseSGD(BaseEstimator):
         intercept = to_namespace(self.intercept_, xp)
         if coef.ndim == 1:
             coef = xp.reshape(coef, (1, -1))
-        if dtype_name(X) in HALF_DTYPES or (not is_sparse(X) and dtype_name(X) != dtype_name(coef)):
-            # half-precision decisions overflow; compute in the weights' dtype
-            X = xp.astype(X, coef.dtype)
+        # NumPy's promotion: half-precision X meets float32 weights in float32, so
+        # decisions never overflow; float64 X with float32 weights gives float64
+        values = X.data if is_sparse(X) else X
+        dtype = xp.result_type(values.dtype, coef.dtype)
+        if values.dtype != dtype:
+            X = X.astype(dtype) if is_sparse(X) else xp.astype(X, dtype)
+        if coef.dtype != dtype:
+            coef, intercept = xp.astype(coef, dtype), xp.astype(intercept, dtype)
         decision = X @ coef.T + intercept
         if is_sparse(decision):
             decision = decision.toarray()

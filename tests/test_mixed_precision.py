@@ -202,3 +202,16 @@ def test_torch_float16_decisions_do_not_overflow(problem):
     assert prediction.dtype == torch.float32
     assert torch.isfinite(prediction).all()
     assert_allclose(prediction.numpy(), 10 * 200.0 * 200.0 + float(est.intercept_[0]), rtol=1e-6)
+
+
+def test_prediction_dtype_follows_numpy_promotion_for_dense_and_sparse():
+    """A float32 model on float64 X answers in float64, whatever the storage of X."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5))
+    y = (X[:, 0] > 0).astype(int)
+    model = GPUSGDClassifier(random_state=0).fit(X.astype(np.float32), y)
+    assert model.coef_.dtype == np.float32
+    for X_in in (X, sp.csr_matrix(X)):
+        assert model.decision_function(X_in).dtype == np.float64
+    for X_in in (X.astype(np.float16), X.astype(np.float32), sp.csr_matrix(X.astype(np.float32))):
+        assert model.decision_function(X_in).dtype == np.float32
