@@ -102,11 +102,20 @@ def _cc(props) -> str:
         return "unknown"
 
 
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages (other work on the machine skews CPU timings)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):  # pragma: no cover
+        return None
+
+
 def device_info(use_gpu: bool = True) -> dict:
     """What the benchmark ran on: the GPU when present (and wanted), and the CPU."""
     info = {
         "cpu": {"model": cpu_model(), "cores": cpu_count(), "ram_bytes": total_ram_bytes()},
         "gpu": None,
+        "load_average_at_start": load_average(),
     }
     cupy = cupy_or_none() if use_gpu else None
     if cupy is not None:
@@ -295,9 +304,17 @@ def write_text(path: Path, text: str) -> Path:
     return path
 
 
-def result_paths(prefix: str, slug: str | None, date: str) -> tuple[Path, Path]:
-    """benchmarks/results/<prefix>-<slug>-<date>.json and .md (slug may be None)."""
+def result_paths(
+    prefix: str, slug: str | None, date: str, quick: bool = False
+) -> tuple[Path, Path]:
+    """benchmarks/results/<prefix>-<slug>-<date>[-quick].json and .md (slug may be None).
+
+    ``--quick`` runs get their own ``-quick`` files, so that they never overwrite
+    a full run of the same day on the same device.
+    """
     stem = f"{prefix}-{slug}-{date}" if slug else f"{prefix}-{date}"
+    if quick:
+        stem += "-quick"
     return RESULTS_DIR / f"{stem}.json", RESULTS_DIR / f"{stem}.md"
 
 
@@ -320,6 +337,13 @@ def environment_markdown(info: dict, found_versions: dict, date: str) -> str:
     ]
     if gpu:
         lines.append(f"- GPU memory: {fmt_bytes(gpu['memory_bytes'])}")
+    start, end = info.get("load_average_at_start"), load_average()
+    if start or end:
+        lines.append(
+            f"- Load average (1/5/15 min) at start {start}, at end {end} "
+            f"({info['cpu']['cores']} cores): a load above the core count means other "
+            "processes shared the CPU and CPU timings are pessimistic"
+        )
     lines.append(
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in found_versions.items() if v is not None)
     )

@@ -736,7 +736,9 @@ def parse_args(argv=None):
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="default 256 1024 8192")
     parser.add_argument("--tasks", nargs="+", choices=TASKS)
     parser.add_argument("--epochs", type=int, help="epochs timed (default 3; quick 3)")
-    parser.add_argument("--repeats", type=int, default=1, help="timed fits per competitor")
+    parser.add_argument(
+        "--repeats", type=int, help="timed fits per competitor, best kept (default 1; quick 2)"
+    )
     parser.add_argument("--loss", choices=("hinge", "log_loss"), default="hinge")
     parser.add_argument("--alpha", type=float, default=1e-4)
     parser.add_argument("--eta0", type=float, default=0.01)
@@ -764,6 +766,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.epochs is None:
         args.epochs = 3
+    if args.repeats is None:
+        args.repeats = 2 if args.quick else 1
     return args
 
 
@@ -911,7 +915,7 @@ def main(argv=None) -> int:
         "cuml_status": cuml_status,
         "total_seconds": time.perf_counter() - started,
     }
-    json_path, md_path = result_paths(args.output_prefix, device_slug(info), date)
+    json_path, md_path = result_paths(args.output_prefix, device_slug(info), date, args.quick)
     write_json(json_path, payload)
     write_text(md_path, markdown_report(payload))
     print(f"wrote {json_path}")
