@@ -23,6 +23,10 @@ class Loss:
     def derivative(self, xp, decision, target):
         raise NotImplementedError
 
+    def value_and_derivative(self, xp, decision, target):
+        """Both at once; losses override it to share their intermediate terms."""
+        return self.value(xp, decision, target), self.derivative(xp, decision, target)
+
     def derivative_scalar(self, decision: float, target: float) -> float:
         """Derivative at one point, in float64 (used by the 'optimal' schedule)."""
         import numpy as np
@@ -42,6 +46,11 @@ class Hinge(Loss):
 
     def derivative(self, xp, decision, target):
         return xp.where(target * decision <= self.threshold, -target, 0.0)
+
+    def value_and_derivative(self, xp, decision, target):
+        margin = self.threshold - target * decision
+        active = xp.astype(margin >= 0.0, decision.dtype)
+        return xp.maximum(margin, 0.0), -target * active
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,14 @@ class LogLoss(Loss):
         sigmoid_neg_z = xp.where(z >= 0, e / (1.0 + e), 1.0 / (1.0 + e))
         return -target * sigmoid_neg_z
 
+    def value_and_derivative(self, xp, decision, target):
+        z = target * decision
+        e = xp.exp(-xp.abs(z))
+        # log(1 + exp(-z)) = max(-z, 0) + log1p(exp(-|z|))
+        value = xp.maximum(-z, 0.0) + xp.log1p(e)
+        sigmoid_neg_z = xp.where(z >= 0, e / (1.0 + e), 1.0 / (1.0 + e))
+        return value, -target * sigmoid_neg_z
+
 
 @dataclass(frozen=True)
 class ModifiedHuber(Loss):
@@ -97,6 +114,10 @@ class SquaredError(Loss):
 
     def derivative(self, xp, decision, target):
         return decision - target
+
+    def value_and_derivative(self, xp, decision, target):
+        residual = decision - target
+        return 0.5 * residual * residual, residual
 
 
 @dataclass(frozen=True)
