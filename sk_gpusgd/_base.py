@@ -40,7 +40,7 @@ from ._validation import check_device_features, check_device_target, dtype_name
 
 # scikit-learn damps the intercept's step on sparse data.
 SPARSE_INTERCEPT_SCALE = 0.01
-DEFAULT_BATCH_SIZE = 16
+DEFAULT_BATCH_SIZE = 8
 HALF_DTYPES = ("float16", "bfloat16")
 
 

@@ -67,7 +67,7 @@ class GPUSGDRegressor(RegressorMixin, BaseSGD):
         Start ``fit`` from the previous solution and momentum buffers.
     average : bool or int, default=False
         Averaged SGD from ``average`` samples on.
-    batch_size : int, default=16
+    batch_size : int, default=8
         Rows per optimizer step (see :class:`GPUSGDClassifier`).
     momentum, dampening, nesterov, momentum_form, weight_decay, \
 decoupled_weight_decay, clip_value, clip_norm, multi_precision, device

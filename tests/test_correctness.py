@@ -90,10 +90,12 @@ def test_squared_error_reaches_ridge_optimum(regression_problem, params, toleran
     assert _relative_error(model.coef_, ridge.coef_) <= tolerance
 
 
-def _held_out(X, y, seed, stratify):
+def _held_out(X, y, seed, stratify, standardise=True):
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, random_state=seed, stratify=y if stratify else None
     )
+    if not standardise:
+        return X_train, X_test, y_train, y_test
     scaler = StandardScaler().fit(X_train)
     return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
 
@@ -112,13 +114,14 @@ CLASSIFICATION_SETS = {
 }
 
 
+@pytest.mark.parametrize("standardise", [True, False], ids=["standardised", "raw"])
 @pytest.mark.parametrize("name", list(CLASSIFICATION_SETS))
-def test_default_accuracy_matches_sklearn(name):
+def test_default_accuracy_matches_sklearn(name, standardise):
     """Mean held-out accuracy over 3 splits, both libraries with their defaults."""
     X, y = CLASSIFICATION_SETS[name]()
     ours, theirs = [], []
     for seed in range(3):
-        X_train, X_test, y_train, y_test = _held_out(X, y, seed, stratify=True)
+        X_train, X_test, y_train, y_test = _held_out(X, y, seed, True, standardise)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             theirs.append(

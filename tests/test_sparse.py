@@ -108,8 +108,9 @@ def test_sparse_fit_equals_dense(X, problem, penalty):
 )
 @pytest.mark.parametrize("penalty", ["l2", "l1", None])
 def test_sparse_fit_equals_dense_optimizer_options(X, penalty, options):
-    if penalty == "l1" and options.get("decoupled_weight_decay"):
-        # decay scale and L1 truncation commute only approximately (as elasticnet)
+    if penalty == "l1" and options.get("weight_decay"):
+        # any weight decay is a scale, and scale and L1 truncation commute only
+        # approximately (as elasticnet): see test_sparse_l1_with_a_scale_is_close_to_dense
         penalty = "l2"
     y = _target(X, "binary")
     dense = _make("binary-hinge", penalty=penalty, **options).fit(X, y)
@@ -151,9 +152,10 @@ def test_sparse_average_equals_dense(X, penalty, average):
     "params",
     [
         {"penalty": "elasticnet", "l1_ratio": 0.5},
+        {"penalty": "l1", "weight_decay": 0.01},
         {"penalty": "l1", "weight_decay": 0.01, "decoupled_weight_decay": True},
     ],
-    ids=["elasticnet", "l1-decoupled-decay"],
+    ids=["elasticnet", "l1-coupled-decay", "l1-decoupled-decay"],
 )
 def test_sparse_l1_with_a_scale_is_close_to_dense(X, params):
     """Lazy weight scale and L1 truncation commute only up to O(eta^2 alpha^2)."""
