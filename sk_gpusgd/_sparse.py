@@ -49,19 +49,44 @@ def sparse_module_for(xp):
     return importlib.import_module("scipy.sparse")
 
 
-def _compact_columns(xp, sparse_module, X_batch):
-    """The batch's distinct columns, and the batch re-indexed onto them."""
-    columns, inverse = xp.unique(X_batch.indices, return_inverse=True)
-    compact = sparse_module.csr_matrix(
-        (X_batch.data, inverse.ravel(), X_batch.indptr),
-        shape=(X_batch.shape[0], int(columns.shape[0])),
-    )
-    return columns, compact
+class CsrBatches:
+    """Cut minibatches out of a CSR matrix in O(non-zeros of the batch).
+
+    A batch is gathered from ``X``'s arrays directly (no per-batch sparse
+    fancy indexing) and its columns are re-indexed onto the distinct columns
+    it touches (a sort of the batch's column indices; nothing of size
+    n_features per batch).
+    """
+
+    def __init__(self, xp, X):
+        self.xp = xp
+        self.X = X
+        self.sparse_module = sparse_module_for(xp)
+
+    def batch(self, rows):
+        """``(columns, compact)``: the batch's distinct columns and the batch on them."""
+        xp, X = self.xp, self.X
+        starts = X.indptr[rows]
+        lengths = X.indptr[rows + 1] - starts
+        indptr = xp.zeros(lengths.shape[0] + 1, dtype=xp.int64)
+        indptr[1:] = xp.cumsum(lengths)
+        total = int(indptr[-1])
+        offsets = xp.repeat(starts - indptr[:-1], lengths)
+        positions = xp.arange(total, dtype=xp.int64) + offsets
+        return self.compact(X.indices[positions], X.data[positions], indptr)
+
+    def compact(self, indices, values, indptr):
+        """Re-index CSR parts onto their distinct columns."""
+        columns, inverse = self.xp.unique(indices, return_inverse=True)
+        compact = self.sparse_module.csr_matrix(
+            (values, inverse.ravel(), indptr),
+            shape=(int(indptr.shape[0]) - 1, int(columns.shape[0])),
+        )
+        return columns, compact
 
 
 def sparse_epoch(xp, state: TrainingState, data: TrainingData, config: EngineConfig, order):
     """One pass over CSR rows with lazy updates; returns the summed loss."""
-    sparse_module = sparse_module_for(xp)
     opt = config.optimizer
     X = data.X
     n_samples = X.shape[0]
@@ -75,14 +100,14 @@ def sparse_epoch(xp, state: TrainingState, data: TrainingData, config: EngineCon
         state.l1_applied = xp.zeros_like(coef)
     scale = 1.0
     loss_sum = 0.0
+    batches = CsrBatches(xp, X)
     for start in range(0, n_samples, config.batch_size):
         stop = min(start + config.batch_size, n_samples)
-        rows = slice(start, stop) if order is None else order[start:stop]
-        X_batch = X[rows]
+        rows = xp.arange(start, stop) if order is None else order[start:stop]
         targets = data.targets[rows]
         sample_weight = None if data.sample_weight is None else data.sample_weight[rows]
-        columns, compact = _compact_columns(xp, sparse_module, X_batch)
-        weights_true = scale * coef[columns]
+        columns, compact = batches.batch(rows)
+        weights_true = scale * xp.take(coef, columns, axis=0)
         if opt.l1:
             # bring the rows' pending L1 up to date before they are used
             weights_true, state.l1_applied[columns] = l1_truncate(

@@ -14,7 +14,7 @@ from sklearn.utils import get_tags
 
 from sk_gpusgd import GPUSGDClassifier, GPUSGDRegressor
 from sk_gpusgd._engine import TrainingData, TrainingState
-from sk_gpusgd._sparse import _compact_columns, sparse_epoch
+from sk_gpusgd._sparse import CsrBatches, sparse_epoch
 
 N_SAMPLES, N_FEATURES, DENSITY = 120, 30, 0.2
 ATOL = 1e-6
@@ -266,21 +266,24 @@ def test_sparse_momentum_feature_stops_after_its_last_batch(lazy_data, penalty, 
 # ------------------------------------------------------- cost per batch: O(nnz)
 
 
-def test_compact_columns_spans_only_the_batch_columns():
+def test_batches_span_only_the_batch_columns():
     n_features = 1_000_000
     rng = np.random.RandomState(0)
     columns_used = rng.choice(n_features, size=40, replace=False)
-    rows, cols = rng.randint(0, 8, 60), rng.choice(columns_used, 60)
-    X_batch = sp.csr_matrix((rng.randn(60), (rows, cols)), shape=(8, n_features))
-    X_batch.sum_duplicates()
-    columns, compact = _compact_columns(np, sp, X_batch)
-    distinct = np.unique(X_batch.indices)
-    assert_array_equal(columns, distinct)
-    assert compact.shape == (8, distinct.size)
-    assert compact.nnz == X_batch.nnz
+    rows, cols = rng.randint(0, 30, 200), rng.choice(columns_used, 200)
+    X = sp.csr_matrix((rng.randn(200), (rows, cols)), shape=(30, n_features))
+    X.sum_duplicates()
+    batches = CsrBatches(np, X)
     weights = rng.randn(n_features, 3)
-    assert_allclose(compact @ weights[columns], X_batch @ weights, rtol=1e-12)
-    assert_allclose(compact.toarray(), X_batch[:, columns].toarray())
+    for selected in (np.array([3, 17, 0, 29, 3, 8]), np.arange(10, 18)):
+        X_batch = X[selected]
+        columns, compact = batches.batch(selected)
+        distinct = np.unique(X_batch.indices)
+        assert_array_equal(np.sort(columns), distinct)
+        assert compact.shape == (selected.size, distinct.size)
+        assert compact.nnz == X_batch.nnz
+        assert_allclose(compact @ weights[columns], X_batch @ weights, rtol=1e-12)
+        assert_allclose(compact.toarray(), X_batch[:, columns].toarray())
 
 
 WIDE_FEATURES, WIDE_BATCH = 200_000, 8
