@@ -85,70 +85,14 @@ class BaseSGD(BaseEstimator):
         "device": [StrOptions(set(DEVICE_OPTIONS))],
     }
 
-    def __init__(
-        self,
-        loss,
-        *,
-        penalty,
-        alpha,
-        l1_ratio,
-        fit_intercept,
-        max_iter,
-        tol,
-        shuffle,
-        verbose,
-        epsilon,
-        random_state,
-        learning_rate,
-        eta0,
-        power_t,
-        early_stopping,
-        validation_fraction,
-        n_iter_no_change,
-        warm_start,
-        average,
-        batch_size,
-        momentum,
-        dampening,
-        nesterov,
-        momentum_form,
-        weight_decay,
-        decoupled_weight_decay,
-        clip_value,
-        clip_norm,
-        multi_precision,
-        device,
-    ):
-        self.loss = loss
-        self.penalty = penalty
-        self.alpha = alpha
-        self.l1_ratio = l1_ratio
-        self.fit_intercept = fit_intercept
-        self.max_iter = max_iter
-        self.tol = tol
-        self.shuffle = shuffle
-        self.verbose = verbose
-        self.epsilon = epsilon
-        self.random_state = random_state
-        self.learning_rate = learning_rate
-        self.eta0 = eta0
-        self.power_t = power_t
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.warm_start = warm_start
-        self.average = average
-        self.batch_size = batch_size
-        self.momentum = momentum
-        self.dampening = dampening
-        self.nesterov = nesterov
-        self.momentum_form = momentum_form
-        self.weight_decay = weight_decay
-        self.decoupled_weight_decay = decoupled_weight_decay
-        self.clip_value = clip_value
-        self.clip_norm = clip_norm
-        self.multi_precision = multi_precision
-        self.device = device
+    def _store_parameters(self, parameters: dict) -> None:
+        """What every ``__init__`` does, and all it does: store its arguments.
+
+        Subclasses spell out their parameters in their own ``__init__``
+        signatures (scikit-learn reads them there) and pass ``locals()`` here.
+        """
+        for name in self._get_param_names():
+            setattr(self, name, parameters[name])
 
     # ------------------------------------------------------------------ checks
     def _more_validate_params(self, for_partial_fit: bool = False) -> None:

@@ -211,6 +211,16 @@ def apply_step(xp, state: TrainingState, grad_coef, grad_intercept, eta, config)
         l2=opt.l2,
         decay=opt.decoupled_decay,
     )
+    step_intercept(xp, state, grad_intercept, eta, config)
+    if opt.l1:
+        state.l1_total += eta * opt.l1
+        if state.l1_applied is None:
+            state.l1_applied = xp.zeros_like(state.coef)
+        state.coef, state.l1_applied = l1_truncate(xp, state.coef, state.l1_applied, state.l1_total)
+
+
+def step_intercept(xp, state: TrainingState, grad_intercept, eta, config) -> None:
+    """The intercept's step: clipped gradient and momentum, never decay or penalty."""
     if config.fit_intercept:
         state.intercept, state.intercept_buffer = momentum_step(
             xp,
@@ -218,13 +228,8 @@ def apply_step(xp, state: TrainingState, grad_coef, grad_intercept, eta, config)
             grad_intercept,
             state.intercept_buffer,
             eta * config.intercept_scale,
-            opt,
+            config.optimizer,
         )
-    if opt.l1:
-        state.l1_total += eta * opt.l1
-        if state.l1_applied is None:
-            state.l1_applied = xp.zeros_like(state.coef)
-        state.coef, state.l1_applied = l1_truncate(xp, state.coef, state.l1_applied, state.l1_total)
 
 
 def update_average(xp, state: TrainingState, config: EngineConfig) -> None:

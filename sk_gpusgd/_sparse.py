@@ -34,6 +34,7 @@ from ._engine import (
     batch_weights,
     current_learning_rate,
     loss_gradient,
+    step_intercept,
     update_average,
 )
 from ._optim import clip_gradient, l1_truncate, momentum_step
@@ -150,15 +151,7 @@ def sparse_epoch(xp, state: TrainingState, data: TrainingData, config: EngineCon
             weights_true, state.l1_applied[columns] = l1_truncate(
                 xp, weights_true, state.l1_applied[columns], state.l1_total
             )
-        if config.fit_intercept:
-            state.intercept, state.intercept_buffer = momentum_step(
-                xp,
-                state.intercept,
-                grad_intercept,
-                state.intercept_buffer,
-                eta * config.intercept_scale,
-                opt,
-            )
+        step_intercept(xp, state, grad_intercept, eta, config)
         scale = new_scale
         if scale < MIN_WEIGHT_SCALE:
             coef *= scale

@@ -145,38 +145,7 @@ decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
         multi_precision=True,
         device="auto",
     ):
-        super().__init__(
-            loss=loss,
-            penalty=penalty,
-            alpha=alpha,
-            l1_ratio=l1_ratio,
-            fit_intercept=fit_intercept,
-            max_iter=max_iter,
-            tol=tol,
-            shuffle=shuffle,
-            verbose=verbose,
-            epsilon=epsilon,
-            random_state=random_state,
-            learning_rate=learning_rate,
-            eta0=eta0,
-            power_t=power_t,
-            early_stopping=early_stopping,
-            validation_fraction=validation_fraction,
-            n_iter_no_change=n_iter_no_change,
-            warm_start=warm_start,
-            average=average,
-            batch_size=batch_size,
-            momentum=momentum,
-            dampening=dampening,
-            nesterov=nesterov,
-            momentum_form=momentum_form,
-            weight_decay=weight_decay,
-            decoupled_weight_decay=decoupled_weight_decay,
-            clip_value=clip_value,
-            clip_norm=clip_norm,
-            multi_precision=multi_precision,
-            device=device,
-        )
+        self._store_parameters(locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, coef_init=None, intercept_init=None, sample_weight=None):
