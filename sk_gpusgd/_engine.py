@@ -327,6 +327,20 @@ def _epoch_summary(xp, state: TrainingState, loss_sum, n_samples, optimizer):
     )
 
 
+def permutation_source(xp, random_state: np.random.RandomState, X) -> Callable[[int], Any]:
+    """A function giving a fresh permutation of ``range(n)`` per epoch, in ``xp``."""
+    if is_cupy_namespace(xp):
+        import cupy
+
+        seed = int(random_state.randint(np.iinfo(np.int32).max))
+        device_generator = cupy.random.RandomState(seed)
+        return device_generator.permutation
+    if xp is np or is_sparse(X):
+        return random_state.permutation
+    device = array_device(X)
+    return lambda n: xp.asarray(random_state.permutation(n), device=device)
+
+
 def run(
     xp,
     state: TrainingState,
@@ -353,8 +367,10 @@ def run(
     max_epochs : int
         Upper bound on the number of epochs.
     random_state : numpy.random.RandomState
-        Source of the per-epoch permutations (drawn on the host so that every
-        namespace sees the same order for the same seed).
+        Source of the per-epoch permutations: drawn on the host for NumPy and
+        other array-API namespaces (same order for the same seed), on the GPU
+        from a generator seeded by it for CuPy (no host work or transfer per
+        epoch, so CuPy's shuffled order differs from NumPy's).
     validation_score : callable, optional
         ``validation_score(state) -> float``; when given, the stopping rule
         watches it instead of the training objective (early stopping).
@@ -374,17 +390,14 @@ def run(
 
     report = RunReport()
     n_samples = data.n_samples
+    next_permutation = permutation_source(xp, random_state, data.X)
     epoch_runner = sparse_epoch if is_sparse(data.X) else _dense_epoch
     best_objective, best_score = math.inf, -math.inf
     no_improvement = 0
     started = time.perf_counter()
     with np.errstate(all="ignore"):
         for epoch in range(max_epochs):
-            order = None
-            if config.shuffle:
-                order = to_namespace(random_state.permutation(n_samples), xp)
-                if not (xp is np or is_cupy_namespace(xp)):
-                    order = xp.asarray(order, device=array_device(data.X))
+            order = next_permutation(n_samples) if config.shuffle else None
             loss_sum = epoch_runner(xp, state, data, config, order)
             mean_loss, objective, finite = _epoch_summary(
                 xp, state, loss_sum, n_samples, config.optimizer

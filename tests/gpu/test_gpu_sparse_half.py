@@ -84,13 +84,15 @@ def _params(cls, **params):
         {"penalty": None, "shuffle": False},
         {"penalty": "l2", "shuffle": False, "average": True},
         {"penalty": "l2", "shuffle": False, "momentum": 0.9},
-        {"penalty": "l1", "shuffle": True},
     ],
-    ids=["l2", "l1", "none", "average", "momentum", "l1-shuffle"],
+    ids=["l2", "l1", "none", "average", "momentum"],
 )
 @pytest.mark.parametrize("cls", ESTIMATORS)
 def test_cupy_sparse_fit_equals_scipy_sparse(cupy, cupyx_sparse, cls, options):
-    """Same lazy algorithm on both sides, so momentum and the intercept compare too."""
+    """Same lazy algorithm on both sides, so momentum and the intercept compare too.
+
+    Without shuffling only: CuPy draws its permutations on the device.
+    """
     problem = _problem()
     X_host = sp.csr_matrix(problem[0])
     y = _target(cls, problem)
