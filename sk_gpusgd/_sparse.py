@@ -51,12 +51,11 @@ def sparse_module_for(xp):
 
 
 class CsrBatches:
-    """Cut minibatches out of a CSR matrix in O(non-zeros of the batch).
+    """Minibatches of a CSR matrix, re-indexed onto the columns they touch.
 
-    A batch is gathered from ``X``'s arrays directly (no per-batch sparse
-    fancy indexing) and its columns are re-indexed onto the distinct columns
-    it touches (a sort of the batch's column indices; nothing of size
-    n_features per batch).
+    Costs O(non-zeros of the batch): the rows are taken by CSR row indexing
+    and the columns compacted by a sort of the batch's column indices; nothing
+    of size n_features is touched per batch.
     """
 
     def __init__(self, xp, X):
@@ -66,22 +65,11 @@ class CsrBatches:
 
     def batch(self, rows):
         """``(columns, compact)``: the batch's distinct columns and the batch on them."""
-        xp, X = self.xp, self.X
-        starts = X.indptr[rows]
-        lengths = X.indptr[rows + 1] - starts
-        indptr = xp.zeros(lengths.shape[0] + 1, dtype=xp.int64)
-        indptr[1:] = xp.cumsum(lengths)
-        total = int(indptr[-1])
-        offsets = xp.repeat(starts - indptr[:-1], lengths)
-        positions = xp.arange(total, dtype=xp.int64) + offsets
-        return self.compact(X.indices[positions], X.data[positions], indptr)
-
-    def compact(self, indices, values, indptr):
-        """Re-index CSR parts onto their distinct columns."""
-        columns, inverse = self.xp.unique(indices, return_inverse=True)
+        X_batch = self.X[rows]
+        columns, inverse = self.xp.unique(X_batch.indices, return_inverse=True)
         compact = self.sparse_module.csr_matrix(
-            (values, inverse.ravel(), indptr),
-            shape=(int(indptr.shape[0]) - 1, int(columns.shape[0])),
+            (X_batch.data, inverse.ravel(), X_batch.indptr),
+            shape=(X_batch.shape[0], int(columns.shape[0])),
         )
         return columns, compact
 
@@ -104,7 +92,7 @@ def sparse_epoch(xp, state: TrainingState, data: TrainingData, config: EngineCon
     batches = CsrBatches(xp, X)
     for start in range(0, n_samples, config.batch_size):
         stop = min(start + config.batch_size, n_samples)
-        rows = xp.arange(start, stop) if order is None else order[start:stop]
+        rows = slice(start, stop) if order is None else order[start:stop]
         targets = data.targets[rows]
         sample_weight = None if data.sample_weight is None else data.sample_weight[rows]
         columns, compact = batches.batch(rows)
