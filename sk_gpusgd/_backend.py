@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from array_api_compat import array_namespace
+from array_api_compat import device as array_device
 from array_api_compat import is_cupy_namespace as _is_cupy_namespace
+from array_api_compat import to_device as array_to_device
 
 DEVICE_OPTIONS = ("auto", "cpu", "cuda")
 
@@ -139,16 +141,25 @@ def device_name(xp, array: Any = None) -> str:
         return f"cuda:{sys.modules['cupy'].cuda.Device().id}"
     if array is not None:
         try:
-            from array_api_compat import device
-
-            return str(device(array))
+            return str(array_device(array))
         except Exception:  # noqa: BLE001
             pass
     return xp.__name__
 
 
-def to_namespace(array: Any, xp, device: Any = None):
-    """Move ``array`` into namespace ``xp`` (host <-> CuPy) with no copy when it is there."""
+def to_namespace(array: Any, xp, like: Any = None):
+    """Move ``array`` into namespace ``xp``; no copy when it is already there.
+
+    Parameters
+    ----------
+    array : array or None
+        NumPy, CuPy, scipy / cupyx sparse, or any array-API array.
+    xp : module
+        The target namespace.
+    like : array, optional
+        An array of ``xp`` whose device the result must share (torch CUDA
+        tensors, array-api-strict devices); NumPy and CuPy need none.
+    """
     if array is None:
         return None
     if sp.issparse(array):
@@ -158,8 +169,13 @@ def to_namespace(array: Any, xp, device: Any = None):
         return cupyx_sparse.csr_matrix(array)
     if is_cupy_sparse(array):
         return array.get() if xp is np else array
+    device = None
+    if like is not None and not (xp is np or is_cupy_namespace(xp)):
+        device = array_device(like)
     src = namespace_of(array)
     if src is xp:
+        if device is not None and array_device(array) != device:
+            return array_to_device(array, device)
         return array
     if xp is np:
         if is_cupy_array(array):

@@ -12,7 +12,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (
     _check_sample_weight,
+    check_array,
+    check_consistent_length,
     check_is_fitted,
+    column_or_1d,
     validate_data,
 )
 
@@ -23,6 +26,8 @@ except ImportError:  # pragma: no cover - older scikit-learn has no such rule
 
 from ._backend import (
     DEVICE_OPTIONS,
+    cuda_available,
+    cupy_namespace,
     device_name,
     is_cupy_array,
     is_cupy_namespace,
@@ -36,7 +41,12 @@ from ._engine import EngineConfig, TrainingData, TrainingState, run
 from ._losses import make_loss
 from ._optim import MOMENTUM_FORMS, OptimizerConfig
 from ._schedules import make_schedule
-from ._validation import check_device_features, check_device_target, dtype_name
+from ._validation import (
+    check_device_features,
+    check_device_labels,
+    check_device_target,
+    dtype_name,
+)
 
 # scikit-learn damps the intercept's step on sparse data.
 SPARSE_INTERCEPT_SCALE = 0.01
@@ -174,7 +184,7 @@ class BaseSGD(BaseEstimator):
         if is_device_array(X):
             validate_data(self, X, skip_check_array=True, reset=reset)
             X = check_device_features(X)
-            y = self._check_device_target(y, X.shape[0])
+            y = self._check_target_of_device_features(y, X.shape[0])
         else:
             X, y = validate_data(
                 self,
@@ -187,26 +197,25 @@ class BaseSGD(BaseEstimator):
                 accept_large_sparse=False,
                 y_numeric=not self._is_classifier_estimator,
             )
-            if sp_is_half(X) and not self.multi_precision:
-                X = X.astype(np.float32)
+        # scipy and cupyx sparse have no half precision: only dense X gets here
         if dtype_name(X) in HALF_DTYPES and not self.multi_precision:
             X = namespace_of(X).astype(X, namespace_of(X).float32)
         return X, y
 
-    def _check_device_target(self, y, n_samples):
+    def _check_target_of_device_features(self, y, n_samples):
+        """The checks scikit-learn gives y, for y given with device X (y anywhere)."""
         if y is None:
             raise ValueError("requires y to be passed, but the target y is None")
-        if not is_device_array(y):
-            y = np.asarray(y)
-            if y.ndim == 2 and y.shape[1] == 1:
-                y = y.ravel()
-            if y.shape[0] != n_samples:
-                raise ValueError(
-                    "Found input variables with inconsistent numbers of samples: "
-                    f"[{n_samples}, {y.shape[0]}]"
-                )
-            return y
-        return check_device_target(y, n_samples, numeric=not self._is_classifier_estimator)
+        if is_device_array(y):
+            y = check_device_target(y, n_samples, numeric=not self._is_classifier_estimator)
+        else:
+            y = column_or_1d(y, warn=True)
+            if not self._is_classifier_estimator:
+                y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+            check_consistent_length(np.empty((n_samples, 0)), y)
+        if self._is_classifier_estimator:
+            check_device_labels(y)
+        return y
 
     def _validate_prediction_input(self, X):
         """Check X at predict time; returns it in its own namespace."""
@@ -225,7 +234,17 @@ class BaseSGD(BaseEstimator):
         return X
 
     # -------------------------------------------------------------- training
-    def _fit(self, X, y, *, coef_init, intercept_init, sample_weight, classes, partial):
+    def _fit(self, X, y, **options):
+        """Train; a fit that fails or is interrupted leaves the estimator as it was."""
+        before = dict(self.__dict__)
+        try:
+            return self._train(X, y, **options)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    def _train(self, X, y, *, coef_init, intercept_init, sample_weight, classes, partial):
         fitted = hasattr(self, "_state")
         first_call = not (partial and fitted)
         X, y = self._validate_training_input(X, y, reset=first_call)
@@ -237,10 +256,10 @@ class BaseSGD(BaseEstimator):
 
         X_train = to_namespace(X, xp)
         compute_dtype = _compute_dtype(xp, X_train)
-        encoded = self._encode_targets(y, xp, compute_dtype, classes, partial)
+        encoded = self._encode_targets(y, xp, compute_dtype, classes, partial, X_train)
         targets, positive_weight, negative_weight = encoded
         if sample_weight is not None:
-            sample_weight = to_namespace(sample_weight, xp, _device_of(xp, X_train))
+            sample_weight = to_namespace(sample_weight, xp, X_train)
             sample_weight = xp.astype(sample_weight, compute_dtype)
         sparse = is_sparse(X_train)
         half_input = dtype_name(X_train.data if sparse else X_train) in HALF_DTYPES
@@ -296,19 +315,24 @@ class BaseSGD(BaseEstimator):
         return self
 
     def _checked_sample_weight(self, sample_weight, X):
+        """scikit-learn's sample_weight checks, in the namespace of the weights."""
         if sample_weight is None:
             return None
-        if is_device_array(sample_weight) or is_device_array(X):
-            xp = namespace_of(sample_weight) if is_device_array(sample_weight) else np
-            weights = sample_weight if xp is not np else np.asarray(sample_weight, float)
-            if weights.ndim != 1 or weights.shape[0] != X.shape[0]:
-                raise ValueError(
-                    f"sample_weight.shape == {tuple(weights.shape)}, expected ({X.shape[0]},)!"
-                )
-            if not bool(xp.all(xp.isfinite(weights))) or bool(xp.any(weights < 0)):
-                raise ValueError("sample_weight must be finite and non-negative.")
-            return weights
-        return _check_sample_weight(sample_weight, X, ensure_non_negative=True)
+        if not is_device_array(sample_weight):
+            host_X = np.empty((X.shape[0], 0))
+            return _check_sample_weight(sample_weight, host_X, ensure_non_negative=True)
+        xp = namespace_of(sample_weight)
+        if sample_weight.ndim != 1 or sample_weight.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"sample_weight.shape == {tuple(sample_weight.shape)}, expected ({X.shape[0]},)!"
+            )
+        if not bool(xp.all(xp.isfinite(sample_weight))):
+            raise ValueError("Input sample_weight contains NaN or infinity.")
+        if bool(xp.any(sample_weight < 0)):
+            raise ValueError("Negative values in data passed to `sample_weight`.")
+        if not bool(xp.any(sample_weight > 0)):
+            raise ValueError("Sample weights must contain at least one non-zero number.")
+        return sample_weight
 
     def _initial_state(self, xp, shape, dtype, device, coef_init, intercept_init, partial):
         """Fresh, warm-started or continued weights and optimizer state."""
@@ -324,15 +348,22 @@ class BaseSGD(BaseEstimator):
             previous = self._state.moved_to(xp).copied(xp)
             averaged = self._n_averaged_for_output(previous) > 0
             warm_coef = previous.average_coef if averaged else previous.coef
-            if tuple(warm_coef.shape) == (n_features, n_outputs):
-                coef = xp.astype(warm_coef, dtype)
-                warm_intercept = previous.average_intercept if averaged else previous.intercept
-                intercept = xp.astype(warm_intercept, dtype)
+            if tuple(warm_coef.shape) != (n_features, n_outputs):
+                raise ValueError(
+                    "warm_start=True continues the previous fit, whose weights have "
+                    f"shape {tuple(warm_coef.shape)[::-1]}; this data needs "
+                    f"{(n_outputs, n_features)}. Use warm_start=False to start afresh."
+                )
+            coef = xp.astype(warm_coef, dtype)
+            warm_intercept = previous.average_intercept if averaged else previous.intercept
+            intercept = xp.astype(warm_intercept, dtype)
         if coef_init is not None:
-            coef = self._checked_init(xp, coef_init, (n_features, n_outputs), dtype, "coef_init")
+            coef = self._checked_init(
+                xp, coef_init, (n_features, n_outputs), dtype, "coef_init", coef
+            )
         if intercept_init is not None:
             intercept = self._checked_init(
-                xp, intercept_init, (n_outputs,), dtype, "intercept_init"
+                xp, intercept_init, (n_outputs,), dtype, "intercept_init", coef
             )
         state = TrainingState(coef=coef, intercept=intercept)
         if previous is not None and previous.coef.shape == coef.shape:
@@ -341,12 +372,15 @@ class BaseSGD(BaseEstimator):
             state.intercept_buffer = previous.intercept_buffer
         return state
 
-    def _checked_init(self, xp, value, shape, dtype, name):
-        value = to_namespace(value, xp)
-        if not hasattr(value, "shape"):
-            value = xp.asarray(value)
-        value = self._init_to_internal(xp, value, shape, name)
-        return xp.asarray(xp.astype(value, dtype), copy=True)
+    def _checked_init(self, xp, value, shape, dtype, name, like):
+        """A user's ``coef_init`` / ``intercept_init`` in the internal layout, checked."""
+        if not (is_device_array(value) or isinstance(value, np.ndarray)):
+            value = np.asarray(value, dtype=np.float64)
+        value = self._init_to_internal(xp, to_namespace(value, xp, like), shape, name)
+        value = xp.astype(value, dtype)
+        if not bool(xp.all(xp.isfinite(value))):
+            raise ValueError(f"{name} contains NaN or infinity.")
+        return xp.asarray(value, copy=True)
 
     def _init_to_internal(self, xp, value, shape, name):
         """Reshape a user ``coef_init`` / ``intercept_init`` to the internal layout."""
@@ -379,10 +413,7 @@ class BaseSGD(BaseEstimator):
                 return None
             if is_sparse(array):
                 return array[to_namespace(selected, xp)]
-            index = to_namespace(selected, xp)
-            if not (xp is np or is_cupy_namespace(xp)):
-                index = xp.asarray(index, device=_device_of(xp, array))
-            return xp.take(array, index, axis=0)
+            return xp.take(array, to_namespace(selected, xp, array), axis=0)
 
         train = TrainingData(
             X=rows(data.X, train_rows),
@@ -413,9 +444,7 @@ class BaseSGD(BaseEstimator):
 
     def _store_fit(self, xp, state: TrainingState, report, partial, output_like):
         """Publish the fitted attributes, in the namespace of the training input."""
-        out_xp = np if not is_device_array(output_like) else namespace_of(output_like)
-        if is_sparse(output_like) and not is_device_array(output_like):
-            out_xp = np
+        out_xp = namespace_of(output_like) if is_device_array(output_like) else np
         use_average = self._n_averaged_for_output(state) > 0
         coef = state.average_coef if use_average else state.coef
         intercept = state.average_intercept if use_average else state.intercept
@@ -450,8 +479,9 @@ class BaseSGD(BaseEstimator):
             check_same_namespace(X, self, attribute="coef_", method=method)
         X = self._validate_prediction_input(X)
         xp = namespace_of(X)
-        coef = to_namespace(self.coef_, xp)
-        intercept = to_namespace(self.intercept_, xp)
+        like = X.data if is_sparse(X) else X
+        coef = to_namespace(self.coef_, xp, like)
+        intercept = to_namespace(self.intercept_, xp, like)
         if coef.ndim == 1:
             coef = xp.reshape(coef, (1, -1))
         # NumPy's promotion: half-precision X meets float32 weights in float32, so
@@ -462,10 +492,7 @@ class BaseSGD(BaseEstimator):
             X = X.astype(dtype) if is_sparse(X) else xp.astype(X, dtype)
         if coef.dtype != dtype:
             coef, intercept = xp.astype(coef, dtype), xp.astype(intercept, dtype)
-        decision = X @ coef.T + intercept
-        if is_sparse(decision):
-            decision = decision.toarray()
-        return xp.asarray(decision), xp
+        return xp.asarray(X @ coef.T + intercept), xp
 
     # ------------------------------------------------------------------ misc
     def __getstate__(self):
@@ -479,30 +506,29 @@ class BaseSGD(BaseEstimator):
         if "_state" in state and self._compute_namespace_name.endswith("cupy"):
             state["_state"] = state["_state"].moved_to(np)
             state["_compute_namespace_name"] = "numpy"
+            on_gpu.append("_state")
         state["_cupy_attributes"] = on_gpu
         return state
 
     def __setstate__(self, state):
+        """Put what was on the GPU back there when this machine has one."""
         on_gpu = state.pop("_cupy_attributes", [])
         super().__setstate__(state)
-        if on_gpu:
-            from ._backend import cuda_available
-
-            if cuda_available():
-                import cupy
-
-                for name in on_gpu:
-                    setattr(self, name, cupy.asarray(getattr(self, name)))
+        if not on_gpu or not cuda_available():
+            return
+        xp = cupy_namespace()
+        for name in on_gpu:
+            if name == "_state":
+                self._state = self._state.moved_to(xp)
+                self._compute_namespace_name = xp.__name__
+            else:
+                setattr(self, name, to_namespace(getattr(self, name), xp))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         tags.array_api_support = True
         return tags
-
-
-def sp_is_half(X) -> bool:
-    return dtype_name(X.data if is_sparse(X) else X) == "float16"
 
 
 def _compute_dtype(xp, X):

@@ -13,25 +13,19 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Loss:
-    """Base class: ``value`` and ``derivative`` are vectorised over a batch."""
+    """Base class: ``value_and_derivative`` is vectorised over a batch."""
 
     name: str = ""
 
-    def value(self, xp, decision, target):
-        raise NotImplementedError
-
-    def derivative(self, xp, decision, target):
-        raise NotImplementedError
-
     def value_and_derivative(self, xp, decision, target):
-        """Both at once; losses override it to share their intermediate terms."""
-        return self.value(xp, decision, target), self.derivative(xp, decision, target)
+        """The loss and its derivative with respect to the decision, elementwise."""
+        raise NotImplementedError
 
     def derivative_scalar(self, decision: float, target: float) -> float:
         """Derivative at one point, in float64 (used by the 'optimal' schedule)."""
         import numpy as np
 
-        value = self.derivative(np, np.asarray([decision]), np.asarray([target]))
+        _, value = self.value_and_derivative(np, np.asarray([decision]), np.asarray([target]))
         return float(value[0])
 
 
@@ -40,12 +34,6 @@ class Hinge(Loss):
     """max(0, threshold - y p); threshold 1 is the SVM hinge, 0 the perceptron."""
 
     threshold: float = 1.0
-
-    def value(self, xp, decision, target):
-        return xp.maximum(self.threshold - target * decision, 0.0)
-
-    def derivative(self, xp, decision, target):
-        return xp.where(target * decision <= self.threshold, -target, 0.0)
 
     def value_and_derivative(self, xp, decision, target):
         margin = self.threshold - target * decision
@@ -57,33 +45,19 @@ class Hinge(Loss):
 class SquaredHinge(Loss):
     """max(0, 1 - y p)^2."""
 
-    def value(self, xp, decision, target):
+    def value_and_derivative(self, xp, decision, target):
         margin = xp.maximum(1.0 - target * decision, 0.0)
-        return margin * margin
-
-    def derivative(self, xp, decision, target):
-        margin = xp.maximum(1.0 - target * decision, 0.0)
-        return -2.0 * target * margin
+        return margin * margin, -2.0 * target * margin
 
 
 @dataclass(frozen=True)
 class LogLoss(Loss):
     """log(1 + exp(-y p)), computed without overflow."""
 
-    def value(self, xp, decision, target):
-        return xp.logaddexp(-target * decision, 0.0)
-
-    def derivative(self, xp, decision, target):
-        z = target * decision
-        # sigmoid(-z) from exp(-|z|), which never overflows
-        e = xp.exp(-xp.abs(z))
-        sigmoid_neg_z = xp.where(z >= 0, e / (1.0 + e), 1.0 / (1.0 + e))
-        return -target * sigmoid_neg_z
-
     def value_and_derivative(self, xp, decision, target):
         z = target * decision
         e = xp.exp(-xp.abs(z))
-        # log(1 + exp(-z)) = max(-z, 0) + log1p(exp(-|z|))
+        # log(1 + exp(-z)) = max(-z, 0) + log1p(exp(-|z|)); sigmoid(-z) from the same e
         value = xp.maximum(-z, 0.0) + xp.log1p(e)
         sigmoid_neg_z = xp.where(z >= 0, e / (1.0 + e), 1.0 / (1.0 + e))
         return value, -target * sigmoid_neg_z
@@ -93,27 +67,18 @@ class LogLoss(Loss):
 class ModifiedHuber(Loss):
     """Quadratically smoothed hinge (Zhang 2004)."""
 
-    def value(self, xp, decision, target):
+    def value_and_derivative(self, xp, decision, target):
         z = target * decision
-        return xp.where(z >= 1.0, 0.0, xp.where(z >= -1.0, (1.0 - z) ** 2, -4.0 * z))
-
-    def derivative(self, xp, decision, target):
-        z = target * decision
-        return xp.where(
+        value = xp.where(z >= 1.0, 0.0, xp.where(z >= -1.0, (1.0 - z) ** 2, -4.0 * z))
+        derivative = xp.where(
             z >= 1.0, 0.0, xp.where(z >= -1.0, -2.0 * target * (1.0 - z), -4.0 * target)
         )
+        return value, derivative
 
 
 @dataclass(frozen=True)
 class SquaredError(Loss):
     """(p - y)^2 / 2."""
-
-    def value(self, xp, decision, target):
-        residual = decision - target
-        return 0.5 * residual * residual
-
-    def derivative(self, xp, decision, target):
-        return decision - target
 
     def value_and_derivative(self, xp, decision, target):
         residual = decision - target
@@ -126,18 +91,15 @@ class Huber(Loss):
 
     epsilon: float = 0.1
 
-    def value(self, xp, decision, target):
+    def value_and_derivative(self, xp, decision, target):
         residual = decision - target
         absolute = xp.abs(residual)
-        return xp.where(
+        value = xp.where(
             absolute <= self.epsilon,
             0.5 * residual * residual,
             self.epsilon * absolute - 0.5 * self.epsilon**2,
         )
-
-    def derivative(self, xp, decision, target):
-        residual = decision - target
-        return xp.clip(residual, -self.epsilon, self.epsilon)
+        return value, xp.clip(residual, -self.epsilon, self.epsilon)
 
 
 @dataclass(frozen=True)
@@ -146,14 +108,11 @@ class EpsilonInsensitive(Loss):
 
     epsilon: float = 0.1
 
-    def value(self, xp, decision, target):
-        return xp.maximum(xp.abs(target - decision) - self.epsilon, 0.0)
-
-    def derivative(self, xp, decision, target):
+    def value_and_derivative(self, xp, decision, target):
         residual = target - decision
         below = xp.astype(residual < -self.epsilon, decision.dtype)
         above = xp.astype(residual > self.epsilon, decision.dtype)
-        return below - above
+        return xp.maximum(xp.abs(residual) - self.epsilon, 0.0), below - above
 
 
 @dataclass(frozen=True)
@@ -162,17 +121,15 @@ class SquaredEpsilonInsensitive(Loss):
 
     epsilon: float = 0.1
 
-    def value(self, xp, decision, target):
-        excess = xp.maximum(xp.abs(target - decision) - self.epsilon, 0.0)
-        return excess * excess
-
-    def derivative(self, xp, decision, target):
+    def value_and_derivative(self, xp, decision, target):
         residual = target - decision
-        return xp.where(
+        excess = xp.maximum(xp.abs(residual) - self.epsilon, 0.0)
+        derivative = xp.where(
             residual > self.epsilon,
             -2.0 * (residual - self.epsilon),
             xp.where(residual < -self.epsilon, -2.0 * (residual + self.epsilon), 0.0),
         )
+        return excess * excess, derivative
 
 
 CLASSIFICATION_LOSSES = (

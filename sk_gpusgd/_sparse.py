@@ -16,6 +16,9 @@ Which parts are lazy, and what that changes:
   so with ``dampening > 0`` a row's first step is damped (PyTorch starts the
   buffer at the first gradient). This is a different trajectory from dense
   momentum, which moves every row every step.
+- On CuPy, cutting a batch (row indexing, the distinct columns) needs the
+  batch's non-zero count on the host: one small synchronisation per batch,
+  unlike the dense path's one per epoch.
 - Weight averaging (``average``) updates the full average every step; it is
   not lazy, so with averaging a step costs O(n_features * n_outputs). Once
   averaging has started every step folds the scale into the weights and
@@ -32,6 +35,7 @@ from ._engine import (
     TrainingData,
     TrainingState,
     batch_weights,
+    column_sums,
     current_learning_rate,
     loss_gradient,
     step_intercept,
@@ -114,7 +118,7 @@ def sparse_epoch(xp, state: TrainingState, data: TrainingData, config: EngineCon
         loss_sum = loss_sum + batch_loss
         n_rows = stop - start
         grad_rows = compact.T @ derivative / n_rows
-        grad_intercept = xp.sum(derivative, axis=0) / n_rows
+        grad_intercept = column_sums(xp, derivative) / n_rows
         grad_rows, grad_intercept = clip_gradient(xp, grad_rows, grad_intercept, opt)
         eta = current_learning_rate(state, config)
 

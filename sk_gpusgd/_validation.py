@@ -70,3 +70,13 @@ def check_device_target(y, n_samples: int, *, numeric: bool):
         if not bool(xp.all(xp.isfinite(y))):
             raise ValueError("Input y contains NaN or infinity.")
     return y
+
+
+def check_device_labels(y):
+    """Class labels must be discrete: reject non-integral floats, as scikit-learn does."""
+    xp = namespace_of(y)
+    if dtype_name(y) in FLOAT_DTYPE_NAMES and not bool(xp.all(y == xp.floor(y))):
+        raise ValueError(
+            "Unknown label type: continuous. Maybe you are trying to fit a classifier, "
+            "which expects discrete classes on a regression target with continuous values."
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.model_selection import StratifiedShuffleSplit
@@ -72,9 +74,14 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
     max_iter : int, default=1000
         Maximum number of epochs of ``fit``.
     tol : float or None, default=1e-3
-        Stop when the epoch objective (mean loss + penalty) does not improve
-        by ``tol`` for ``n_iter_no_change`` epochs. With several classes the
-        objective is summed over the one-vs-rest problems. None disables it.
+        Stop when the epoch objective does not improve by ``tol`` for
+        ``n_iter_no_change`` epochs. The objective is the mean training loss,
+        weighted like the gradient by ``sample_weight`` and ``class_weight``,
+        plus the penalty at the end of the epoch; with several classes it is
+        summed over the one-vs-rest problems, which stop together. (scikit-learn
+        sums an unweighted loss and the penalty sample by sample, and stops each
+        one-vs-rest problem on its own, so ``n_iter_`` can differ from its own
+        even with ``batch_size=1``.) None disables the rule.
     shuffle : bool, default=True
         Reshuffle the rows before every epoch.
     verbose : int, default=0
@@ -126,7 +133,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         the work of 8 samples. For throughput raise it (256 on a CPU,
         1024-8192 on a GPU) and add ``average=True`` or lower ``eta0`` to keep
         the last iterate quiet; ``batch_size=1`` reproduces scikit-learn's
-        per-sample updates exactly.
+        per-sample updates exactly (the stopping rule differs, see ``tol``).
     momentum : float, default=0.0
         Momentum factor, 0 <= momentum < 1.
     dampening : float, default=0.0
@@ -158,10 +165,11 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         that its L2 norm is at most ``clip_norm`` (Keras ``global_clipnorm``),
         before weight decay.
     multi_precision : bool, default=True
-        float16 / bfloat16 ``X`` trains with float32 master weights and float32
-        optimizer state (MXNet's ``multi_precision``) without a float32 copy of
-        ``X``; decision values are computed in float32. False converts such
-        ``X`` to float32 first.
+        Dense float16 / bfloat16 ``X`` trains with float32 master weights and
+        float32 optimizer state (MXNet's ``multi_precision``) without a float32
+        copy of ``X`` (each batch is converted as it is used); decision values
+        are computed in float32. False converts such ``X`` to float32 first.
+        Sparse input is float32 or float64 (scipy and cupyx have no float16).
     device : {'auto', 'cpu', 'cuda'}, default='auto'
         Where to train. 'auto' follows the data: CuPy input on its GPU, NumPy
         input on the GPU when CuPy and a device are present, else the CPU.
@@ -202,7 +210,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
     _parameter_constraints: dict = {
         **BaseSGD._parameter_constraints,
         "loss": [StrOptions(set(CLASSIFICATION_LOSSES + REGRESSION_LOSSES))],
-        "n_jobs": [int, None],
+        "n_jobs": [Integral, None],
         "class_weight": [StrOptions({"balanced"}), dict, None],
     }
     _is_classifier_estimator = True
@@ -321,18 +329,21 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         )
 
     # ------------------------------------------------------- label handling
-    def _encode_targets(self, y, xp, dtype, classes, partial):
+    def _encode_targets(self, y, xp, dtype, classes, partial, like):
         """+1/-1 one-vs-rest targets in ``xp``, and the class-weight vectors."""
         y_xp = namespace_of(y)
         if y_xp is np:
             check_classification_targets(y)
+        elif dtype_name(y) == "bool":
+            # device libraries cannot sort or search booleans: classes_ become 0 / 1
+            y = y_xp.astype(y, y_xp.int64)
         if partial:
             if classes is not None and is_device_array(classes):
                 classes = to_namespace(classes, np)
             _check_partial_fit_first_call(self, classes)
         else:
             self.classes_ = _sorted_unique(y_xp, y)
-        classes_in_y = to_namespace(self.classes_, y_xp) if _numeric(self.classes_) else None
+        classes_in_y = to_namespace(self.classes_, y_xp, y) if _numeric(self.classes_) else None
         n_classes = int(self.classes_.shape[0])
         if n_classes < 2:
             raise ValueError(
@@ -351,7 +362,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
                 f"y contains labels {unknown.tolist()} that are not in classes_ "
                 f"{to_namespace(self.classes_, np).tolist()}."
             )
-        indices = to_namespace(indices, xp)
+        indices = to_namespace(indices, xp, like)
         if n_classes == 2:
             is_positive = (indices == 1)[:, None]
         else:
@@ -360,9 +371,8 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         targets = 2.0 * xp.astype(is_positive, dtype) - 1.0
         positive, negative = self._class_weight_vectors(y, n_classes)
         if positive is not None:
-            device = _device_of(xp, targets)
-            positive = xp.astype(to_namespace(positive, xp, device), dtype)
-            negative = xp.astype(to_namespace(negative, xp, device), dtype)
+            positive = xp.astype(to_namespace(positive, xp, targets), dtype)
+            negative = xp.astype(to_namespace(negative, xp, targets), dtype)
         return targets, positive, negative
 
     def _class_weight_vectors(self, y, n_classes):
@@ -434,7 +444,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
             indices = xp.argmax(decision, axis=1)
         if not _numeric(self.classes_):
             return np.take(self.classes_, to_namespace(indices, np))
-        return xp.take(to_namespace(self.classes_, xp), indices)
+        return xp.take(to_namespace(self.classes_, xp, indices), indices)
 
     @available_if(_check_proba)
     def predict_proba(self, X):
@@ -507,10 +517,10 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
             return super().score(X, y, sample_weight=sample_weight)
         predicted = self.predict(X)
         xp = namespace_of(predicted)
-        correct = xp.astype(predicted == to_namespace(y, xp), xp.float64)
+        correct = xp.astype(predicted == to_namespace(y, xp, predicted), xp.float64)
         if sample_weight is None:
             return float(xp.mean(correct))
-        weights = xp.astype(to_namespace(sample_weight, xp), xp.float64)
+        weights = xp.astype(to_namespace(sample_weight, xp, predicted), xp.float64)
         return float(xp.sum(correct * weights) / xp.sum(weights))
 
 

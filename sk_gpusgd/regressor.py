@@ -38,8 +38,9 @@ class GPUSGDRegressor(RegressorMixin, BaseSGD):
     max_iter : int, default=1000
         Maximum number of epochs of ``fit``.
     tol : float or None, default=1e-3
-        Stop when the epoch objective does not improve by ``tol`` for
-        ``n_iter_no_change`` epochs; None disables it.
+        Stop when the epoch objective (mean training loss weighted by
+        ``sample_weight``, plus the penalty at the end of the epoch) does not
+        improve by ``tol`` for ``n_iter_no_change`` epochs; None disables it.
     shuffle : bool, default=True
         Reshuffle the rows before every epoch.
     verbose : int, default=0
@@ -209,8 +210,8 @@ decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
             partial=True,
         )
 
-    def _encode_targets(self, y, xp, dtype, classes, partial):
-        targets = xp.astype(to_namespace(y, xp), dtype)
+    def _encode_targets(self, y, xp, dtype, classes, partial, like):
+        targets = xp.astype(to_namespace(y, xp, like), dtype)
         return targets[:, None], None, None
 
     def _coef_from_weights(self, coef, intercept):
@@ -262,8 +263,9 @@ decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
             return super().score(X, y, sample_weight=sample_weight)
         predicted = self.predict(X)
         xp = namespace_of(predicted)
-        weights = None if sample_weight is None else to_namespace(sample_weight, xp)
-        return _r2(xp, predicted, xp.astype(to_namespace(y, xp), predicted.dtype), weights)
+        weights = to_namespace(sample_weight, xp, predicted)
+        target = xp.astype(to_namespace(y, xp, predicted), predicted.dtype)
+        return _r2(xp, predicted, target, weights)
 
 
 def _r2(xp, predicted, target, sample_weight):
