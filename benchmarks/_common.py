@@ -318,6 +318,22 @@ def result_paths(
     return RESULTS_DIR / f"{stem}.json", RESULTS_DIR / f"{stem}.md"
 
 
+def save_report(
+    prefix: str,
+    slug: str | None,
+    date: str,
+    quick: bool,
+    payload: dict,
+    markdown: str,
+    started: float,
+) -> None:
+    """Write the JSON and Markdown results and say where they went."""
+    json_path, md_path = result_paths(prefix, slug, date, quick)
+    write_json(json_path, payload)
+    write_text(md_path, markdown)
+    print(f"wrote {json_path}\nwrote {md_path}\ntotal {time.perf_counter() - started:.1f} s")
+
+
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A GitHub-flavoured Markdown table."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]

@@ -28,11 +28,9 @@ from _common import (  # noqa: E402
     markdown_table,
     now_iso,
     quiet_warnings,
-    result_paths,
+    save_report,
     today,
     versions,
-    write_json,
-    write_text,
 )
 
 
@@ -196,10 +194,7 @@ def main(argv=None) -> int:
     )
     print()
     print(table)
-    json_path, md_path = result_paths("accuracy", None, date)
-    write_json(json_path, payload)
-    write_text(md_path, markdown)
-    print(f"wrote {json_path}\nwrote {md_path}\ntotal {time.perf_counter() - started:.1f} s")
+    save_report("accuracy", None, date, False, payload, markdown, started)
     return 0
 
 

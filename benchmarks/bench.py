@@ -45,7 +45,7 @@ from _common import (  # noqa: E402
     now_iso,
     quiet_warnings,
     ratio,
-    result_paths,
+    save_report,
     score,
     standard_normal_float32,
     synchronize,
@@ -54,8 +54,6 @@ from _common import (  # noqa: E402
     today,
     torch_or_none,
     versions,
-    write_json,
-    write_text,
 )
 
 TASKS = ("binary", "multiclass", "regression")
@@ -914,12 +912,8 @@ def main(argv=None) -> int:
         "cuml_status": cuml_status,
         "total_seconds": time.perf_counter() - started,
     }
-    json_path, md_path = result_paths(args.output_prefix, device_slug(info), date, args.quick)
-    write_json(json_path, payload)
-    write_text(md_path, markdown_report(payload))
-    print(f"wrote {json_path}")
-    print(f"wrote {md_path}")
-    print(f"total {time.perf_counter() - started:.1f} s")
+    markdown = markdown_report(payload)
+    save_report(args.output_prefix, device_slug(info), date, args.quick, payload, markdown, started)
     return 0
 
 

@@ -38,15 +38,13 @@ from _common import (  # noqa: E402
     now_iso,
     quiet_warnings,
     ratio,
-    result_paths,
+    save_report,
     standard_normal_float32,
     synchronize,
     timed,
     to_host,
     today,
     versions,
-    write_json,
-    write_text,
 )
 
 TASKS = ("binary", "multiclass")
@@ -260,11 +258,8 @@ def main(argv=None) -> int:
             "",
         ]
     )
-    json_path, md_path = result_paths("mixed-precision", device_slug(info), date, args.quick)
-    write_json(json_path, payload)
-    write_text(md_path, markdown)
     print(markdown)
-    print(f"wrote {json_path}\nwrote {md_path}\ntotal {time.perf_counter() - started:.1f} s")
+    save_report("mixed-precision", device_slug(info), date, args.quick, payload, markdown, started)
     return 0
 
 
