@@ -72,7 +72,8 @@ class CsrBatches:
         X_batch = self.X[rows]
         columns, inverse = self.xp.unique(X_batch.indices, return_inverse=True)
         compact = self.sparse_module.csr_matrix(
-            (X_batch.data, inverse.ravel(), X_batch.indptr),
+            # cupyx wants the index dtype of the batch (int32), not unique's int64
+            (X_batch.data, inverse.ravel().astype(X_batch.indices.dtype), X_batch.indptr),
             shape=(X_batch.shape[0], int(columns.shape[0])),
         )
         return columns, compact

@@ -25,9 +25,9 @@ def check_device_features(X, *, what: str = "X"):
     else:
         values = X
     xp = namespace_of(values)
-    if X.ndim != 2:
+    if len(X.shape) != 2:
         raise ValueError(
-            f"Expected a 2D array for {what}, got a {X.ndim}D array instead. Reshape "
+            f"Expected a 2D array for {what}, got a {len(X.shape)}D array instead. Reshape "
             "your data with X.reshape(-1, 1) for a single feature or "
             "X.reshape(1, -1) for a single sample."
         )
