@@ -5,6 +5,7 @@ import pytest
 from sklearn.datasets import load_iris, make_regression
 
 from sk_gpusgd import GPUSGDClassifier, GPUSGDRegressor
+from sk_gpusgd._backend import cuda_available
 
 ESTIMATORS = [GPUSGDClassifier, GPUSGDRegressor]
 
@@ -151,3 +152,12 @@ def test_divergence_names_the_learning_rate_and_keeps_the_previous_model():
         model.set_params(eta0=1000.0).fit(X, y)
     np.testing.assert_array_equal(model.coef_, previous)
     assert np.all(np.isfinite(model.coef_))
+
+
+@pytest.mark.skipif(cuda_available(), reason="a GPU is present: device='cuda' is valid here")
+def test_cuda_requested_without_a_gpu(data):
+    X, y = data
+    with pytest.raises(RuntimeError, match="device='cuda'.*CuPy"):
+        GPUSGDClassifier(device="cuda").fit(X, y)
+    # 'auto' falls back to the CPU
+    assert GPUSGDClassifier(device="auto").fit(X, y).device_ == "cpu"
