@@ -2,6 +2,24 @@
 
 import os
 
+import pytest
+
 # scikit-learn runs its array-API estimator checks only with SciPy's array-API
 # mode on, and SciPy reads this once, at import.
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
+
+@pytest.fixture
+def engine_inputs(monkeypatch):
+    """Record what the training loop receives (``_fit`` calls ``run`` through ``_base``)."""
+    import sk_gpusgd._base
+
+    seen = []
+    run = sk_gpusgd._base.run
+
+    def recording_run(xp, state, data, config, **kwargs):
+        seen.append({"X": data.X, "coef_dtype": state.coef.dtype, "config": config})
+        return run(xp, state, data, config, **kwargs)
+
+    monkeypatch.setattr(sk_gpusgd._base, "run", recording_run)
+    return seen

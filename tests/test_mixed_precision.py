@@ -7,7 +7,6 @@ import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_allclose, assert_array_equal
 
-import sk_gpusgd._base
 from sk_gpusgd import GPUSGDClassifier, GPUSGDRegressor
 
 ESTIMATORS = [GPUSGDClassifier, GPUSGDRegressor]
@@ -37,20 +36,6 @@ def _decision(est, X):
     if isinstance(est, GPUSGDClassifier):
         return est.decision_function(X)
     return est.predict(X)
-
-
-@pytest.fixture
-def engine_inputs(monkeypatch):
-    """Record what the training loop receives (``_fit`` calls ``run`` through _base)."""
-    seen = []
-    run = sk_gpusgd._base.run
-
-    def recording_run(xp, state, data, config, **kwargs):
-        seen.append({"X": data.X, "coef_dtype": state.coef.dtype, "config": config})
-        return run(xp, state, data, config, **kwargs)
-
-    monkeypatch.setattr(sk_gpusgd._base, "run", recording_run)
-    return seen
 
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])

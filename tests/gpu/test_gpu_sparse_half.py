@@ -10,7 +10,6 @@ import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_allclose, assert_array_equal
 
-import sk_gpusgd._base
 from sk_gpusgd import GPUSGDClassifier, GPUSGDRegressor
 
 pytestmark = pytest.mark.gpu
@@ -36,20 +35,6 @@ def cupyx_sparse(cupy):
     import cupyx.scipy.sparse
 
     return cupyx.scipy.sparse
-
-
-@pytest.fixture
-def engine_inputs(monkeypatch):
-    """Record what the training loop receives (``_fit`` calls ``run`` through _base)."""
-    seen = []
-    run = sk_gpusgd._base.run
-
-    def recording_run(xp, state, data, config, **kwargs):
-        seen.append({"X": data.X, "coef_dtype": state.coef.dtype, "config": config})
-        return run(xp, state, data, config, **kwargs)
-
-    monkeypatch.setattr(sk_gpusgd._base, "run", recording_run)
-    return seen
 
 
 def _problem(n_samples=160, n_features=40, density=0.2, seed=0):
