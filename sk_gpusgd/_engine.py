@@ -268,26 +268,29 @@ def _batch_rows(xp, array, order, start, stop):
 def _dense_epoch(xp, state: TrainingState, data: TrainingData, config, order):
     """One pass over the rows; returns the summed loss as a 0-d device array."""
     n_samples = data.n_samples
+    # small per-row arrays are put in epoch order once; X is gathered batch by batch
+    targets_all = _in_order(xp, data.targets, order)
+    sample_weight_all = _in_order(xp, data.sample_weight, order)
     loss_sum = 0.0
     for start in range(0, n_samples, config.batch_size):
         stop = min(start + config.batch_size, n_samples)
         X_batch = _batch_rows(xp, data.X, order, start, stop)
         if config.compute_dtype is not None:
             X_batch = xp.astype(X_batch, config.compute_dtype)
-        targets = _batch_rows(xp, data.targets, order, start, stop)
-        sample_weight = _batch_rows(xp, data.sample_weight, order, start, stop)
+        targets = targets_all[start:stop, ...]
+        sample_weight = None if sample_weight_all is None else sample_weight_all[start:stop]
         weights = batch_weights(xp, targets, sample_weight, data)
         decision = X_batch @ state.coef + state.intercept
         batch_loss, derivative = loss_gradient(xp, decision, targets, weights, X_batch, config)
         loss_sum = loss_sum + batch_loss
         n_rows = stop - start
-        grad_coef = (X_batch.T @ derivative) / n_rows
-        grad_intercept = column_sums(xp, derivative) / n_rows
+        # the batch mean: scale the (batch, outputs) derivative, not the gradients
+        derivative = derivative * (1.0 / n_rows)
         apply_step(
             xp,
             state,
-            grad_coef,
-            grad_intercept,
+            X_batch.T @ derivative,
+            column_sums(xp, derivative),
             current_learning_rate(state, config),
             config,
         )
@@ -295,6 +298,13 @@ def _dense_epoch(xp, state: TrainingState, data: TrainingData, config, order):
         state.samples_seen += n_rows
         update_average(xp, state, config)
     return loss_sum
+
+
+def _in_order(xp, array, order):
+    """``array`` with its rows in epoch order (itself when there is no shuffling)."""
+    if array is None or order is None:
+        return array
+    return xp.take(array, order, axis=0)
 
 
 def penalty_value(xp, coef, optimizer: OptimizerConfig):

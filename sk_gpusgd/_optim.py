@@ -98,13 +98,16 @@ def momentum_step(xp, weights, grad, buffer, learning_rate, config, l2=0.0, deca
     decay : float
         Decoupled weight decay, applied to the weights before the step.
     """
+    mu = config.momentum
+    if mu == 0.0:
+        # (1 - lr (l2 + decay)) w - lr g: both decays fold into one rescaling
+        shrink = 1.0 - learning_rate * (l2 + decay)
+        shrunk = weights * shrink if shrink != 1.0 else weights
+        return shrunk - learning_rate * grad, None
     if l2:
         grad = grad + l2 * weights
     if decay:
         weights = weights * (1.0 - learning_rate * decay)
-    mu = config.momentum
-    if mu == 0.0:
-        return weights - learning_rate * grad, None
     if config.momentum_form == "buffer":
         if buffer is None:
             # PyTorch: no dampening on the first step
