@@ -346,8 +346,7 @@ class BaseSGD(BaseEstimator):
         previous = None
         if coef_init is None and self.warm_start and fitted:
             previous = self._state.moved_to(xp).copied(xp)
-            averaged = self._n_averaged_for_output(previous) > 0
-            warm_coef = previous.average_coef if averaged else previous.coef
+            warm_coef, warm_intercept = previous.model_weights()
             if tuple(warm_coef.shape) != (n_features, n_outputs):
                 raise ValueError(
                     "warm_start=True continues the previous fit, whose weights have "
@@ -355,7 +354,6 @@ class BaseSGD(BaseEstimator):
                     f"{(n_outputs, n_features)}. Use warm_start=False to start afresh."
                 )
             coef = xp.astype(warm_coef, dtype)
-            warm_intercept = previous.average_intercept if averaged else previous.intercept
             intercept = xp.astype(warm_intercept, dtype)
         if coef_init is not None:
             coef = self._checked_init(
@@ -427,9 +425,7 @@ class BaseSGD(BaseEstimator):
         weights_val = rows(data.sample_weight, validation_rows)
 
         def validation_score(state: TrainingState) -> float:
-            averaged = self._n_averaged_for_output(state) > 0
-            coef = state.average_coef if averaged else state.coef
-            intercept = state.average_intercept if averaged else state.intercept
+            coef, intercept = state.model_weights()
             features = X_val
             if not is_sparse(features) and features.dtype != coef.dtype:
                 features = xp.astype(features, coef.dtype)
@@ -438,16 +434,10 @@ class BaseSGD(BaseEstimator):
 
         return train, validation_score
 
-    @staticmethod
-    def _n_averaged_for_output(state: TrainingState) -> int:
-        return state.n_averaged if state.average_coef is not None else 0
-
     def _store_fit(self, xp, state: TrainingState, report, partial, output_like):
         """Publish the fitted attributes, in the namespace of the training input."""
         out_xp = namespace_of(output_like) if is_device_array(output_like) else np
-        use_average = self._n_averaged_for_output(state) > 0
-        coef = state.average_coef if use_average else state.coef
-        intercept = state.average_intercept if use_average else state.intercept
+        coef, intercept = state.model_weights()
         self._state = state
         self._compute_namespace_name = xp.__name__
         self.coef_, self.intercept_ = self._coef_from_weights(

@@ -111,6 +111,12 @@ class TrainingState:
     samples_seen: int = 0
     adaptive_eta: float | None = None
 
+    def model_weights(self):
+        """``(coef, intercept)`` the model predicts with: the averages once averaging began."""
+        if self.average_coef is not None and self.n_averaged > 0:
+            return self.average_coef, self.average_intercept
+        return self.coef, self.intercept
+
     def arrays(self) -> dict:
         """The array fields, by name (for moving the state between namespaces)."""
         return {
