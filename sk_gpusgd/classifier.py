@@ -400,10 +400,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
             correct = (decision[:, 0] > 0) == (targets[:, 0] > 0)
         else:
             correct = xp.argmax(decision, axis=1) == xp.argmax(targets, axis=1)
-        correct = xp.astype(correct, decision.dtype)
-        if sample_weight is None:
-            return float(xp.mean(correct))
-        return float(xp.sum(correct * sample_weight) / xp.sum(sample_weight))
+        return _accuracy(xp, xp.astype(correct, decision.dtype), sample_weight)
 
     # ------------------------------------------------------------ predicting
     def decision_function(self, X):
@@ -518,10 +515,16 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         predicted = self.predict(X)
         xp = namespace_of(predicted)
         correct = xp.astype(predicted == to_namespace(y, xp, predicted), xp.float64)
-        if sample_weight is None:
-            return float(xp.mean(correct))
-        weights = xp.astype(to_namespace(sample_weight, xp, predicted), xp.float64)
-        return float(xp.sum(correct * weights) / xp.sum(weights))
+        if sample_weight is not None:
+            sample_weight = xp.astype(to_namespace(sample_weight, xp, predicted), xp.float64)
+        return _accuracy(xp, correct, sample_weight)
+
+
+def _accuracy(xp, correct, sample_weight):
+    """(Weighted) mean of a 0/1 vector, as a Python float."""
+    if sample_weight is None:
+        return float(xp.mean(correct))
+    return float(xp.sum(correct * sample_weight) / xp.sum(sample_weight))
 
 
 def _numeric(array) -> bool:
