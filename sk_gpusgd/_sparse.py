@@ -118,8 +118,10 @@ def sparse_epoch(xp, state: TrainingState, data: TrainingData, config: EngineCon
         )
         loss_sum = loss_sum + batch_loss
         n_rows = stop - start
-        grad_rows = compact.T @ derivative / n_rows
-        grad_intercept = column_sums(xp, derivative) / n_rows
+        # the batch mean, folded into the derivative as in the dense step
+        derivative = derivative * (1.0 / n_rows)
+        grad_rows = compact.T @ derivative
+        grad_intercept = column_sums(xp, derivative)
         grad_rows, grad_intercept = clip_gradient(xp, grad_rows, grad_intercept, opt)
         eta = current_learning_rate(state, config)
 
