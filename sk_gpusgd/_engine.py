@@ -138,7 +138,7 @@ class TrainingState:
 
     @property
     def preconditioned(self) -> bool:
-        """Whether ``coef``/``intercept`` are the preconditioned ``(v, c)`` of :mod:`._precondition`."""
+        """Whether ``coef``/``intercept`` hold the preconditioned ``(v, c)``."""
         return self.feature_inv_scale is not None
 
     def model_weights(self):
