@@ -9,7 +9,6 @@ divergence.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ from array_api_compat import device as array_device
 from ._backend import is_cupy_namespace, is_sparse, to_namespace
 from ._losses import Loss
 from ._optim import OptimizerConfig, clip_gradient, l1_truncate, momentum_step
+from ._progress import FitProgress
 from ._schedules import ADAPTIVE_DIVISOR, MIN_ADAPTIVE_ETA, Schedule
 
 
@@ -409,7 +409,7 @@ def run(
     epoch_runner = sparse_epoch if is_sparse(data.X) else _dense_epoch
     best_objective, best_score = math.inf, -math.inf
     no_improvement = 0
-    started = time.perf_counter()
+    progress = FitProgress(config.verbose, max_epochs, n_samples)
     with np.errstate(all="ignore"):
         for epoch in range(max_epochs):
             order = next_permutation(n_samples) if config.shuffle else None
@@ -435,13 +435,8 @@ def run(
                 score = None
                 improved = config.tol is None or objective <= best_objective - config.tol
                 best_objective = min(best_objective, objective)
-            if config.verbose:
-                extra = "" if score is None else f", validation score: {score:.6f}"
-                print(
-                    f"-- Epoch {epoch + 1}: avg. loss {mean_loss:.6f}, objective "
-                    f"{objective:.6f}, steps {state.steps}{extra}, "
-                    f"{time.perf_counter() - started:.2f} s"
-                )
+            eta = current_learning_rate(state, config) if config.verbose >= 2 else None
+            progress.epoch(xp, state, mean_loss, objective, score, eta)
             if not use_stopping_rule or config.tol is None:
                 continue
             no_improvement = 0 if improved else no_improvement + 1
@@ -452,7 +447,7 @@ def run(
                     no_improvement = 0
                 else:
                     report.converged = True
-                    if config.verbose:
-                        print(f"Convergence after {epoch + 1} epochs")
+                    progress.converged()
                     break
+    progress.finished(xp, state, config.batch_size)
     return report
