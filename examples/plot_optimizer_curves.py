@@ -32,7 +32,7 @@ except ImportError as error:
         "pip install matplotlib (or pip install 'sk-gpusgd[examples]')."
     ) from error
 
-parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+parser = argparse.ArgumentParser(description="Loss curves of the optimizer variants")
 parser.add_argument("--output", default=None, help="save the figure to this PNG file")
 args, _ = parser.parse_known_args()  # tolerate the extra arguments of gallery runners
 

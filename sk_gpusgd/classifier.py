@@ -196,7 +196,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         Where the training ran: 'cpu', 'cuda:0', ...
     n_features_in_ : int
         Number of features seen during ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Feature names, when ``X`` had string column names.
 
     Examples

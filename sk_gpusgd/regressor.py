@@ -94,7 +94,7 @@ decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
         Where the training ran.
     n_features_in_ : int
         Number of features seen during ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Feature names, when ``X`` had string column names.
 
     Examples
