@@ -9,7 +9,9 @@ from sk_gpusgd import GPUSGDClassifier, GPUSGDRegressor
 
 
 def test_cupy_trained_classifier_exports_numpy(cupy):
-    X, y = make_classification(n_samples=500, n_features=8, n_classes=3, n_informative=5)
+    X, y = make_classification(
+        n_samples=500, n_features=8, n_classes=3, n_informative=5, random_state=0
+    )
     ours = GPUSGDClassifier(loss="log_loss", batch_size=64, random_state=0)
     ours.fit(cupy.asarray(X), cupy.asarray(y))
     assert ours.device_.startswith("cuda") and isinstance(ours.coef_, cupy.ndarray)
