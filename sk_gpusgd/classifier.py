@@ -493,32 +493,6 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         with np.errstate(divide="ignore"):
             return xp.log(proba)
 
-    def score(self, X, y, sample_weight=None):
-        """Mean accuracy on ``(X, y)``, computed in the namespace of ``X``.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Samples.
-        y : array-like of shape (n_samples,)
-            True labels.
-        sample_weight : array-like of shape (n_samples,), optional
-            Sample weights.
-
-        Returns
-        -------
-        score : float
-            Accuracy.
-        """
-        if not is_device_array(X):
-            return super().score(X, y, sample_weight=sample_weight)
-        predicted = self.predict(X)
-        xp = namespace_of(predicted)
-        correct = xp.astype(predicted == to_namespace(y, xp, predicted), xp.float64)
-        if sample_weight is not None:
-            sample_weight = xp.astype(to_namespace(sample_weight, xp, predicted), xp.float64)
-        return _accuracy(xp, correct, sample_weight)
-
 
 def _accuracy(xp, correct, sample_weight):
     """(Weighted) mean of a 0/1 vector, as a Python float."""

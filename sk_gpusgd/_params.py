@@ -1,0 +1,104 @@
+"""Parameter checks run on every ``fit`` and ``partial_fit``, and what a diverged fit says.
+
+scikit-learn validates the constraints in ``_fit_context``, which skips them for
+``partial_fit`` on a fitted model and inside meta-estimators that ask it to; the
+estimators here call :func:`check_parameters` on every call instead, so that a
+``set_params`` between two ``partial_fit`` calls is checked like a new ``fit``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from numbers import Real
+
+from sklearn.utils._param_validation import validate_parameter_constraints
+
+from ._schedules import make_schedule
+
+# a step whose decay factor |1 - eta * decay| exceeds one makes the weights grow
+MAX_STABLE_DECAY_STEP = 2.0
+
+
+def check_parameters(estimator) -> None:
+    """The declared constraints and the checks of values the constraints cannot express."""
+    validate_parameter_constraints(
+        estimator._parameter_constraints,
+        estimator.get_params(deep=False),
+        caller_name=type(estimator).__name__,
+    )
+    class_weight = getattr(estimator, "class_weight", None)
+    if isinstance(class_weight, dict):
+        _check_class_weight(class_weight)
+
+
+def _check_class_weight(class_weight: dict) -> None:
+    for label, weight in class_weight.items():
+        if isinstance(weight, bool) or not isinstance(weight, Real):
+            raise ValueError(
+                f"class_weight must map each class to a number; got {weight!r} for class {label!r}."
+            )
+        if not math.isfinite(weight):
+            raise ValueError(f"class_weight must be finite; got {weight!r} for class {label!r}.")
+
+
+def warn_deprecated_parameters(estimator) -> None:
+    """scikit-learn 1.9's deprecation warnings of ``fit``, with its condition and words."""
+    if estimator.power_t < 0:
+        warnings.warn(
+            "Negative values for `power_t` are deprecated in version 1.8 "
+            "and will raise an error in 1.10. "
+            "Use values in the range [0.0, inf) instead.",
+            FutureWarning,
+            stacklevel=3,
+        )
+
+
+def divergence_message(estimator, loss, epoch: int | None) -> str:
+    """Why the weights left the float range, naming the parameter that most likely did it.
+
+    Checked in order: a decay that alone overshoots (``weight_decay``, ``alpha``),
+    a growing 'invscaling' rate (negative ``power_t``), then the learning rate.
+    """
+    where = "" if epoch is None else f" at epoch {epoch}"
+    start = f"The weights overflowed to inf/NaN{where}: "
+    rate = _first_learning_rate(estimator, loss)
+    l2_share = {"l2": 1.0, "elasticnet": 1.0 - (estimator.l1_ratio or 0.0)}
+    l2 = estimator.alpha * l2_share.get(estimator.penalty, 0.0)
+    if rate * estimator.weight_decay > MAX_STABLE_DECAY_STEP:
+        return start + (
+            f"weight_decay={estimator.weight_decay} times the learning rate ({rate:.3g}) "
+            f"exceeds {MAX_STABLE_DECAY_STEP:g}, so every step overshoots zero by more than "
+            "it started. Lower weight_decay."
+        )
+    if rate * l2 > MAX_STABLE_DECAY_STEP or not math.isfinite(rate * l2):
+        return start + (
+            f"alpha={estimator.alpha} times the learning rate ({rate:.3g}) exceeds "
+            f"{MAX_STABLE_DECAY_STEP:g}, so the L2 penalty overshoots zero at every step. "
+            "Lower alpha."
+        )
+    if estimator.learning_rate == "invscaling" and estimator.power_t < 0:
+        return start + (
+            f"power_t={estimator.power_t} makes the 'invscaling' rate eta0 / t**power_t "
+            "grow with every step. Use a power_t >= 0."
+        )
+    return start + (
+        f"the learning rate (learning_rate={estimator.learning_rate!r}, "
+        f"eta0={estimator.eta0}) is too large for this data. Lower eta0, choose a "
+        "decaying learning_rate, or scale X (e.g. with StandardScaler)."
+    )
+
+
+def _first_learning_rate(estimator, loss) -> float:
+    """The rate of the first step (the largest, but for a growing 'invscaling')."""
+    try:
+        schedule = make_schedule(
+            estimator.learning_rate,
+            float(estimator.eta0),
+            float(estimator.alpha),
+            float(estimator.power_t),
+            loss,
+        )
+        return float(schedule.learning_rate(1))
+    except ArithmeticError:
+        return math.inf
