@@ -49,6 +49,7 @@ from ._validation import (
     check_device_features,
     check_device_labels,
     check_device_target,
+    check_in_float32_range,
     dtype_name,
 )
 
@@ -340,6 +341,15 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
         return self
 
     def _checked_sample_weight(self, sample_weight, X):
+        """scikit-learn's sample_weight checks, and a range the fit's float type holds."""
+        checked = self._sample_weight_checks(sample_weight, X)
+        if checked is not None:
+            values = X.data if is_sparse(X) else X
+            compute = "float32" if dtype_name(values) in HALF_DTYPES else dtype_name(values)
+            check_in_float32_range(checked, compute, "sample_weight")
+        return checked
+
+    def _sample_weight_checks(self, sample_weight, X):
         """scikit-learn's sample_weight checks, in the namespace of the weights."""
         if sample_weight is None:
             return None
@@ -523,7 +533,13 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
             X = X.astype(dtype) if is_sparse(X) else xp.astype(X, dtype)
         if coef.dtype != dtype:
             coef, intercept = xp.astype(coef, dtype), xp.astype(intercept, dtype)
-        return xp.asarray(X @ coef.T + intercept), xp
+        decision = xp.asarray(X @ coef.T + intercept)
+        if not bool(xp.all(decision == decision)):  # NaN: X @ coef_.T overflowed both ways
+            raise ValueError(
+                "The decision values X @ coef_.T + intercept_ overflowed to NaN: X holds "
+                "values too large for this model's weights. Scale X (e.g. with StandardScaler)."
+            )
+        return decision, xp
 
     # ------------------------------------------------------------------ misc
     def __getstate__(self):

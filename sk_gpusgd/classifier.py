@@ -332,8 +332,15 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
     def _encode_targets(self, y, xp, dtype, classes, partial, like):
         """+1/-1 one-vs-rest targets in ``xp``, and the class-weight vectors."""
         y_xp = namespace_of(y)
+        if y_xp is np and y.dtype.kind == "V":
+            raise ValueError(
+                f"Unknown label type: y has the structured dtype {y.dtype}; class labels "
+                "are numbers, strings or booleans, one per sample."
+            )
         if y_xp is np:
-            check_classification_targets(y)
+            # labels past the int64 range make scikit-learn's integer test cast with a warning
+            with np.errstate(invalid="ignore", over="ignore"):
+                check_classification_targets(y)
         elif dtype_name(y) == "bool":
             # device libraries cannot sort or search booleans: classes_ become 0 / 1
             y = y_xp.astype(y, y_xp.int64)
@@ -349,13 +356,19 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
             raise ValueError(
                 f"The number of classes has to be greater than one; got {n_classes} class"
             )
-        if classes_in_y is None:
-            indices = np.searchsorted(self.classes_, y)
-            known = np.take(self.classes_, np.minimum(indices, n_classes - 1)) == y
-        else:
-            indices = y_xp.searchsorted(classes_in_y, y)
-            clipped = y_xp.minimum(indices, n_classes - 1)
-            known = y_xp.take(classes_in_y, clipped) == y
+        try:
+            if classes_in_y is None:
+                indices = np.searchsorted(self.classes_, y)
+                known = np.take(self.classes_, np.minimum(indices, n_classes - 1)) == y
+            else:
+                indices = y_xp.searchsorted(classes_in_y, y)
+                clipped = y_xp.minimum(indices, n_classes - 1)
+                known = y_xp.take(classes_in_y, clipped) == y
+        except TypeError as error:  # e.g. dates against numeric classes_
+            raise ValueError(
+                f"y has labels of dtype {dtype_name(y)} that cannot be compared with "
+                f"classes_ of dtype {dtype_name(self.classes_)}."
+            ) from error
         if not bool(y_xp.all(known)):
             unknown = np.setdiff1d(to_namespace(y, np), to_namespace(self.classes_, np))
             raise ValueError(

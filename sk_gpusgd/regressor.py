@@ -9,6 +9,7 @@ from sklearn.utils._param_validation import StrOptions
 from ._backend import namespace_of, to_namespace
 from ._base import DEFAULT_BATCH_SIZE, BaseSGD
 from ._losses import REGRESSION_LOSSES
+from ._validation import check_in_float32_range
 
 
 class GPUSGDRegressor(RegressorMixin, BaseSGD):
@@ -212,6 +213,8 @@ decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
         )
 
     def _encode_targets(self, y, xp, dtype, classes, partial, like):
+        name = getattr(dtype, "__name__", str(dtype)).rsplit(".", 1)[-1]
+        check_in_float32_range(y, name, "y")
         targets = xp.astype(to_namespace(y, xp, like), dtype)
         return targets[:, None], None, None
 
