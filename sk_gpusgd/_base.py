@@ -42,7 +42,12 @@ from ._backend import (
 from ._engine import DivergenceError, EngineConfig, TrainingData, TrainingState, run
 from ._losses import make_loss
 from ._optim import MOMENTUM_FORMS, OptimizerConfig
-from ._params import check_parameters, divergence_message, warn_deprecated_parameters
+from ._params import (
+    check_parameters,
+    divergence_message,
+    input_magnitudes,
+    warn_deprecated_parameters,
+)
 from ._schedules import make_schedule
 from ._sparse_coef import SparseCoefMixin
 from ._validation import (
@@ -261,7 +266,9 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
             self.__dict__.update(before)
             # Python float arithmetic of a schedule raises where C would give inf
             loss = make_loss(self.loss, float(self.epsilon))
-            raise DivergenceError(divergence_message(self, loss, None)) from error
+            weights = options["sample_weight"]
+            magnitudes = input_magnitudes(X, weights, getattr(self, "class_weight", None))
+            raise DivergenceError(divergence_message(self, loss, magnitudes)) from error
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(before)
@@ -533,7 +540,8 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
             X = X.astype(dtype) if is_sparse(X) else xp.astype(X, dtype)
         if coef.dtype != dtype:
             coef, intercept = xp.astype(coef, dtype), xp.astype(intercept, dtype)
-        decision = xp.asarray(X @ coef.T + intercept)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+            decision = xp.asarray(X @ coef.T + intercept)
         if not bool(xp.all(decision == decision)):  # NaN: X @ coef_.T overflowed both ways
             raise ValueError(
                 "The decision values X @ coef_.T + intercept_ overflowed to NaN: X holds "

@@ -12,12 +12,16 @@ import math
 import warnings
 from numbers import Real
 
+import numpy as np
 from sklearn.utils._param_validation import validate_parameter_constraints
 
+from ._backend import is_sparse, to_namespace
 from ._schedules import make_schedule
 
 # a step whose decay factor |1 - eta * decay| exceeds one makes the weights grow
 MAX_STABLE_DECAY_STEP = 2.0
+# no standardised input comes near this; a larger one is named as the cause
+UNSCALED_MAGNITUDE = 1e15
 
 
 def check_parameters(estimator) -> None:
@@ -54,14 +58,15 @@ def warn_deprecated_parameters(estimator) -> None:
         )
 
 
-def divergence_message(estimator, loss, epoch: int | None) -> str:
+def divergence_message(estimator, loss, magnitudes: dict) -> str:
     """Why the weights left the float range, naming the parameter that most likely did it.
 
     Checked in order: a decay that alone overshoots (``weight_decay``, ``alpha``),
-    a growing 'invscaling' rate (negative ``power_t``), then the learning rate.
+    a growing 'invscaling' rate (negative ``power_t``), inputs far outside any
+    scaled range (``magnitudes``: the largest absolute value of ``X``,
+    ``sample_weight``, ``class_weight``), then the learning rate.
     """
-    where = "" if epoch is None else f" at epoch {epoch}"
-    start = f"The weights overflowed to inf/NaN{where}: "
+    start = "The weights overflowed to inf/NaN: "
     rate = _first_learning_rate(estimator, loss)
     l2_share = {"l2": 1.0, "elasticnet": 1.0 - (estimator.l1_ratio or 0.0)}
     l2 = estimator.alpha * l2_share.get(estimator.penalty, 0.0)
@@ -82,11 +87,40 @@ def divergence_message(estimator, loss, epoch: int | None) -> str:
             f"power_t={estimator.power_t} makes the 'invscaling' rate eta0 / t**power_t "
             "grow with every step. Use a power_t >= 0."
         )
+    for name, largest in magnitudes.items():
+        if largest > UNSCALED_MAGNITUDE:
+            advice = "scale X (e.g. with StandardScaler)" if name == "X" else f"scale {name}"
+            return start + f"{name} holds values up to {largest:.3g}; {advice}."
+    if estimator.learning_rate == "optimal":
+        rate = f"learning_rate='optimal', 1 / (alpha (t0 + t)) with alpha={estimator.alpha}"
+        advice = "Raise alpha, choose another learning_rate"
+    else:
+        rate = f"learning_rate={estimator.learning_rate!r}, eta0={estimator.eta0}"
+        advice = "Lower eta0, choose a decaying learning_rate"
     return start + (
-        f"the learning rate (learning_rate={estimator.learning_rate!r}, "
-        f"eta0={estimator.eta0}) is too large for this data. Lower eta0, choose a "
-        "decaying learning_rate, or scale X (e.g. with StandardScaler)."
+        f"the learning rate ({rate}) is too large for this data. {advice}, or scale X "
+        "(e.g. with StandardScaler)."
     )
+
+
+def input_magnitudes(X, sample_weight, class_weight) -> dict:
+    """The largest absolute value of each training input, for :func:`divergence_message`."""
+    found = {"X": _largest(X), "sample_weight": _largest(sample_weight)}
+    if isinstance(class_weight, dict) and class_weight:
+        found["class_weight"] = _largest(list(class_weight.values()))
+    return {name: value for name, value in found.items() if value is not None}
+
+
+def _largest(values) -> float | None:
+    if values is None:
+        return None
+    if is_sparse(values):
+        values = values.data
+    try:
+        host = np.abs(np.asarray(to_namespace(values, np), dtype=np.float64))
+    except (TypeError, ValueError):  # inputs the checks rejected never reach here
+        return None
+    return float(np.max(host)) if host.size else None
 
 
 def _first_learning_rate(estimator, loss) -> float:

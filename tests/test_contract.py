@@ -265,3 +265,89 @@ def test_dask_ml_incremental_scores_chunk_by_chunk(classification, monkeypatch):
     assert seen and all(kind is np.ndarray for kind in seen)  # chunks, never a Dask array
     expected = accuracy_score(y, predict(wrapped.estimator_, X))
     assert score == pytest.approx(expected)
+
+
+# ------------------------------------------- inputs the fuzz test found
+@pytest.mark.parametrize(
+    "make_weights, named",
+    [
+        (lambda n: np.full(n, 1e300), "sample_weight holds values up to 1e\\+300"),
+        (lambda n: None, "X holds values up to 1e\\+200"),
+    ],
+)
+def test_divergence_from_unscaled_inputs_names_them(make_weights, named, regression):
+    X, y = regression
+    X = X.copy()
+    weights = make_weights(len(y))
+    if weights is None:
+        X[0, 0] = 1e200
+    with pytest.raises(ValueError, match=named):
+        GPUSGDRegressor(learning_rate="constant", **QUICK).fit(X, y, sample_weight=weights)
+
+
+def test_optimal_rate_divergence_speaks_of_alpha_not_eta0(regression):
+    X, y = regression
+    with pytest.raises(ValueError, match="learning_rate='optimal'.*alpha=1e-08"):
+        GPUSGDRegressor(learning_rate="optimal", alpha=1e-8, penalty=None, **QUICK).fit(
+            X * 1e6, y * 1e6
+        )
+
+
+def test_structured_and_incomparable_labels_are_input_errors(classification):
+    X, y = classification
+    with pytest.raises(ValueError, match="structured dtype"):
+        GPUSGDClassifier(**QUICK).fit(X, np.zeros(len(y), dtype=[("a", float)]))
+    model = GPUSGDClassifier(**QUICK).partial_fit(X, y, classes=[0, 1])
+    dates = (np.arange(len(y)) % 2).astype("datetime64[D]")
+    with pytest.raises(ValueError, match="cannot be compared with classes_"):
+        model.partial_fit(X, dates)
+
+
+@pytest.mark.parametrize("estimator_class", ESTIMATORS)
+def test_float32_fit_rejects_weights_past_float32(estimator_class, classification, regression):
+    X, y = _data(estimator_class, classification, regression)
+    X32 = X.astype(np.float32)
+    with pytest.raises(ValueError, match="sample_weight holds values up to 1e\\+300"):
+        estimator_class(**QUICK).fit(X32, y, sample_weight=np.full(len(y), 1e300))
+    # float64 X computes in float64, where 1e300 is a weight like any other
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        try:
+            estimator_class(**QUICK).fit(X, y, sample_weight=np.full(len(y), 1e300))
+        except ValueError as error:
+            assert "sample_weight" in str(error)
+
+
+def test_float32_regressor_rejects_targets_past_float32(regression):
+    X, y = regression
+    y = y.copy()
+    y[0] = 1e300
+    with pytest.raises(ValueError, match="y holds values up to 1e\\+300"):
+        GPUSGDRegressor(**QUICK).fit(X.astype(np.float32), y)
+
+
+def test_decision_overflowing_to_nan_is_an_input_error(regression):
+    X, y = regression
+    model = GPUSGDRegressor(learning_rate="constant", **QUICK).fit(X, 100 * y)
+    first, second = np.argsort(-np.abs(model.coef_))[:2]
+    assert min(abs(model.coef_[first]), abs(model.coef_[second])) > 1
+    # two finite features whose products are +inf and -inf: the decision is inf - inf
+    row = np.zeros((1, X.shape[1]))
+    row[0, first] = np.sign(model.coef_[first]) * np.finfo(float).max
+    row[0, second] = -np.sign(model.coef_[second]) * np.finfo(float).max
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning leaks from the overflow
+        # a dense product may fuse and end at inf; the sparse one adds inf and -inf
+        assert np.all(np.isinf(model.predict(row)))
+        with pytest.raises(ValueError, match="overflowed to NaN"):
+            model.predict(sp.csr_matrix(row))
+
+
+def test_cuda_without_a_gpu_is_a_value_error(classification):
+    from sk_gpusgd._backend import cuda_available
+
+    if cuda_available():
+        pytest.skip("this machine has a GPU, so device='cuda' trains")
+    X, y = classification
+    with pytest.raises(ValueError, match="device='cuda'"):
+        GPUSGDClassifier(device="cuda", **QUICK).fit(X, y)

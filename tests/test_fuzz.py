@@ -42,6 +42,7 @@ X_DEFECTS = [
     "nan",
     "inf",
     "huge",
+    "huge_pair",
     "tiny",
     "int64",
     "uint8",
@@ -131,6 +132,10 @@ def _defective_X(X, defect, seed):
     if defect in ("nan", "inf", "huge", "tiny") and n:
         X = X.copy()
         X[cell] = {"nan": np.nan, "inf": -np.inf, "huge": FLOAT_MAX, "tiny": 5e-324}[defect]
+        return X
+    if defect == "huge_pair" and n:
+        X = X.copy()
+        X[0, :2] = [FLOAT_MAX, -FLOAT_MAX]
         return X
     simple = {
         "int64": lambda: (X * 10).astype(np.int64),
@@ -393,6 +398,7 @@ inputs = st.fixed_dictionaries(
         "y_defect": st.none() | st.sampled_from(Y_DEFECTS),
         "weight_defect": st.none() | st.sampled_from(WEIGHT_DEFECTS),
         "method": st.sampled_from(["fit", "partial_fit"]),
+        "target_scale": st.sampled_from([1.0, 1e3]),
     }
 )
 
@@ -434,6 +440,8 @@ def test_fit_on_bad_inputs(case):
 @given(case=inputs)
 def test_fitted_model_given_bad_inputs(case):
     clean_X, clean_y = _base_data(case["seed"], 16, case["classifier"])
+    if not case["classifier"]:
+        clean_y = clean_y * case["target_scale"]  # weights above 1 overflow with huge X
     model = _estimator(case["classifier"], **QUICK).fit(clean_X, clean_y)
     X, y, weight = _build(case)
     before = _snapshot(model)
