@@ -106,6 +106,10 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         aggressiveness of 'pa1'/'pa2'.
     power_t : float, default=0.5
         Exponent of 'invscaling'.
+
+        .. deprecated:: 1.8 (scikit-learn)
+            Negative values warn (FutureWarning) in ``fit``, as scikit-learn 1.8+
+            does; scikit-learn will reject them from 1.10.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the rows (stratified) and stop when
         the validation accuracy stops improving by ``tol``.

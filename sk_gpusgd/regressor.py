@@ -58,6 +58,10 @@ class GPUSGDRegressor(RegressorMixin, BaseSGD):
         Initial learning rate.
     power_t : float, default=0.25
         Exponent of 'invscaling'.
+
+        .. deprecated:: 1.8 (scikit-learn)
+            Negative values warn (FutureWarning) in ``fit``, as scikit-learn 1.8+
+            does; scikit-learn will reject them from 1.10.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the rows and stop when their R^2
         stops improving by ``tol``.

@@ -126,3 +126,19 @@ def test_partial_fit_keeps_state_on_device(cupy, classification):
     assert isinstance(model._state.coef_buffer, cupy.ndarray)
     with config_context(array_api_dispatch=True):
         assert model.score(X, y) > 0.5
+
+
+def test_sparsify_keeps_cupy_coefficients_on_the_gpu(cupy, classification, tmp_path):
+    cupyx_sparse = pytest.importorskip("cupyx.scipy.sparse")
+    X, y = (cupy.asarray(a) for a in classification)
+    model = GPUSGDClassifier(penalty="l1", alpha=1e-3, random_state=0, max_iter=5).fit(X, y)
+    dense = model.coef_.copy()
+    predicted = model.predict(X)
+    model.sparsify()
+    assert cupyx_sparse.isspmatrix_csr(model.coef_)
+    cupy.testing.assert_array_equal(model.predict(X), predicted)
+    restored = pickle.loads(pickle.dumps(model))
+    cupy.testing.assert_array_equal(restored.predict(X), predicted)
+    model.densify()
+    assert isinstance(model.coef_, cupy.ndarray)
+    cupy.testing.assert_array_equal(model.coef_, dense)
