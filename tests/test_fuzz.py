@@ -20,6 +20,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
 
+# imported here, not in an example: a first torch import outlasts the deadline
+try:
+    import torch
+except ImportError:  # the input kinds that need it are left out
+    torch = None
+try:
+    import array_api_strict
+except ImportError:
+    array_api_strict = None
+try:
+    import pandas as pd
+except ImportError:
+    pd = None
+
 import sk_gpusgd._engine
 import sk_gpusgd._sparse
 from sk_gpusgd import GPUSGDClassifier, GPUSGDRegressor
@@ -74,6 +88,9 @@ X_DEFECTS = [
     "sparse_nan",
     "sparse_int",
     "extra_feature",
+    *(["torch", "torch_nan", "torch_int"] if torch is not None else []),
+    *(["array_api_strict"] if array_api_strict is not None else []),
+    *(["dataframe", "dataframe_object"] if pd is not None else []),
 ]
 Y_DEFECTS = [
     "nan",
@@ -182,6 +199,23 @@ def _defective_X(X, defect, seed):
         return matrix
     if defect == "sparse_int":
         return sp.csr_matrix((X * 10).astype(np.int64))
+    return _other_library_X(X, defect)
+
+
+def _other_library_X(X, defect):
+    """Array-API and pandas inputs (test dependencies), some with defects."""
+    if defect.startswith("torch"):
+        if defect == "torch_nan" and X.shape[0]:
+            X = X.copy()
+            X[0, 0] = np.nan
+        return torch.asarray((X * 10).astype(np.int64) if defect == "torch_int" else X)
+    if defect == "array_api_strict":
+        return array_api_strict.asarray(X)
+    if defect.startswith("dataframe"):
+        frame = pd.DataFrame(X, columns=["a", "b", "c"])
+        if defect == "dataframe_object":
+            frame["b"] = frame["b"].astype(str)
+        return frame
     return X
 
 
@@ -314,6 +348,9 @@ def _strict_warnings():
             warnings.simplefilter("ignore", expected)
         # scikit-learn's hint that many distinct labels may be a regression target
         warnings.filterwarnings("ignore", message="The number of unique classes is greater")
+        # scikit-learn's notes on feature names (a DataFrame in one call, an array in another)
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        warnings.filterwarnings("ignore", message="X has feature names")
         with contextlib.redirect_stdout(io.StringIO()):
             yield
 
@@ -353,6 +390,8 @@ def _raised_by_a_check(error):
 
 
 def _finite(array):
+    if hasattr(array, "detach"):  # torch
+        array = array.detach().cpu().numpy()
     values = array.toarray() if sp.issparse(array) else np.asarray(array)
     return bool(np.all(np.isfinite(values.astype(float))))
 
