@@ -121,6 +121,10 @@ def namespace_of(*arrays: Any):
     return xp
 
 
+class DeviceUnavailableError(ValueError, RuntimeError):
+    """``device='cuda'`` where no GPU is usable: a parameter value this machine cannot serve."""
+
+
 def resolve_compute_namespace(device: str, X: Any):
     """Pick the namespace the training runs in.
 
@@ -140,7 +144,7 @@ def resolve_compute_namespace(device: str, X: Any):
     if xp_in is np:
         if device == "cuda" or (device == "auto" and cuda_available()):
             if not cuda_available():
-                raise RuntimeError(
+                raise DeviceUnavailableError(
                     "device='cuda' was requested but no CUDA device is usable. "
                     f"{_why_no_cuda()} Or use device='cpu'."
                 )

@@ -95,6 +95,12 @@ def _sampled_rows(X):
 
 
 def measure_scaling(X, fit_intercept: bool, mean=None, inv_scale=None) -> BatchScaling:
+    """``beta`` and ``lam`` of the rows of X; no gain (1) where they overflow."""
+    with np.errstate(all="ignore"):
+        return _measure_scaling(X, fit_intercept, mean, inv_scale)
+
+
+def _measure_scaling(X, fit_intercept: bool, mean=None, inv_scale=None) -> BatchScaling:
     """``beta`` and ``lam`` of the rows of X (dense or CSR, any namespace).
 
     With ``mean`` and ``inv_scale`` (preconditioning), of the rows

@@ -47,7 +47,10 @@ class Schedule:
         if self.kind == "optimal":
             return 1.0 / (self.alpha * (self.optimal_offset + t - 1))
         if self.kind == "invscaling":
-            return self.eta0 / t**self.power_t
+            try:
+                return self.eta0 / t**self.power_t
+            except OverflowError:  # t**power_t past the float range: the rate is 0, as in C
+                return 0.0
         if self.kind == "adaptive":
             return self.eta0 if adaptive_eta is None else adaptive_eta
         return self.eta0

@@ -110,6 +110,10 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         aggressiveness of 'pa1'/'pa2'.
     power_t : float, default=0.5
         Exponent of 'invscaling'.
+
+        .. deprecated:: 1.8 (scikit-learn)
+            Negative values warn (FutureWarning) in ``fit``, as scikit-learn 1.8+
+            does; scikit-learn will reject them from 1.10.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the rows (stratified) and stop when
         the validation accuracy stops improving by ``tol``.
@@ -338,8 +342,15 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
     def _encode_targets(self, y, xp, dtype, classes, partial, like):
         """+1/-1 one-vs-rest targets in ``xp``, and the class-weight vectors."""
         y_xp = namespace_of(y)
+        if y_xp is np and y.dtype.kind == "V":
+            raise ValueError(
+                f"Unknown label type: y has the structured dtype {y.dtype}; class labels "
+                "are numbers, strings or booleans, one per sample."
+            )
         if y_xp is np:
-            check_classification_targets(y)
+            # labels past the int64 range make scikit-learn's integer test cast with a warning
+            with np.errstate(invalid="ignore", over="ignore"):
+                check_classification_targets(y)
         elif dtype_name(y) == "bool":
             # device libraries cannot sort or search booleans: classes_ become 0 / 1
             y = y_xp.astype(y, y_xp.int64)
@@ -355,13 +366,19 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
             raise ValueError(
                 f"The number of classes has to be greater than one; got {n_classes} class"
             )
-        if classes_in_y is None:
-            indices = np.searchsorted(self.classes_, y)
-            known = np.take(self.classes_, np.minimum(indices, n_classes - 1)) == y
-        else:
-            indices = y_xp.searchsorted(classes_in_y, y)
-            clipped = y_xp.minimum(indices, n_classes - 1)
-            known = y_xp.take(classes_in_y, clipped) == y
+        try:
+            if classes_in_y is None:
+                indices = np.searchsorted(self.classes_, y)
+                known = np.take(self.classes_, np.minimum(indices, n_classes - 1)) == y
+            else:
+                indices = y_xp.searchsorted(classes_in_y, y)
+                clipped = y_xp.minimum(indices, n_classes - 1)
+                known = y_xp.take(classes_in_y, clipped) == y
+        except TypeError as error:  # e.g. dates against numeric classes_
+            raise ValueError(
+                f"y has labels of dtype {dtype_name(y)} that cannot be compared with "
+                f"classes_ of dtype {dtype_name(self.classes_)}."
+            ) from error
         if not bool(y_xp.all(known)):
             unknown = np.setdiff1d(to_namespace(y, np), to_namespace(self.classes_, np))
             raise ValueError(
@@ -498,32 +515,6 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         xp = namespace_of(proba)
         with np.errstate(divide="ignore"):
             return xp.log(proba)
-
-    def score(self, X, y, sample_weight=None):
-        """Mean accuracy on ``(X, y)``, computed in the namespace of ``X``.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Samples.
-        y : array-like of shape (n_samples,)
-            True labels.
-        sample_weight : array-like of shape (n_samples,), optional
-            Sample weights.
-
-        Returns
-        -------
-        score : float
-            Accuracy.
-        """
-        if not is_device_array(X):
-            return super().score(X, y, sample_weight=sample_weight)
-        predicted = self.predict(X)
-        xp = namespace_of(predicted)
-        correct = xp.astype(predicted == to_namespace(y, xp, predicted), xp.float64)
-        if sample_weight is not None:
-            sample_weight = xp.astype(to_namespace(sample_weight, xp, predicted), xp.float64)
-        return _accuracy(xp, correct, sample_weight)
 
 
 def _accuracy(xp, correct, sample_weight):

@@ -6,9 +6,10 @@ from sklearn.base import RegressorMixin, _fit_context
 from sklearn.model_selection import ShuffleSplit
 from sklearn.utils._param_validation import StrOptions
 
-from ._backend import is_device_array, namespace_of, to_namespace
+from ._backend import namespace_of, to_namespace
 from ._base import DEFAULT_BATCH_SIZE, BaseSGD
 from ._losses import REGRESSION_LOSSES
+from ._validation import check_in_float32_range
 
 
 class GPUSGDRegressor(RegressorMixin, BaseSGD):
@@ -61,6 +62,10 @@ class GPUSGDRegressor(RegressorMixin, BaseSGD):
         Initial learning rate.
     power_t : float, default=0.25
         Exponent of 'invscaling'.
+
+        .. deprecated:: 1.8 (scikit-learn)
+            Negative values warn (FutureWarning) in ``fit``, as scikit-learn 1.8+
+            does; scikit-learn will reject them from 1.10.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the rows and stop when their R^2
         stops improving by ``tol``.
@@ -114,6 +119,7 @@ decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
         "loss": [StrOptions(set(REGRESSION_LOSSES))],
     }
     _is_classifier_estimator = False
+    _coef_is_vector = True
     _passive_aggressive_loss = "epsilon_insensitive"
 
     def __init__(
@@ -217,6 +223,8 @@ decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
         )
 
     def _encode_targets(self, y, xp, dtype, classes, partial, like):
+        name = getattr(dtype, "__name__", str(dtype)).rsplit(".", 1)[-1]
+        check_in_float32_range(y, name, "y")
         targets = xp.astype(to_namespace(y, xp, like), dtype)
         return targets[:, None], None, None
 
@@ -247,31 +255,6 @@ decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
         """
         decision, _ = self._decision(X, "predict")
         return decision[:, 0]
-
-    def score(self, X, y, sample_weight=None):
-        """R^2 on ``(X, y)``, computed in the namespace of ``X``.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Samples.
-        y : array-like of shape (n_samples,)
-            True targets.
-        sample_weight : array-like of shape (n_samples,), optional
-            Sample weights.
-
-        Returns
-        -------
-        score : float
-            Coefficient of determination.
-        """
-        if not is_device_array(X):
-            return super().score(X, y, sample_weight=sample_weight)
-        predicted = self.predict(X)
-        xp = namespace_of(predicted)
-        weights = to_namespace(sample_weight, xp, predicted)
-        target = xp.astype(to_namespace(y, xp, predicted), predicted.dtype)
-        return _r2(xp, predicted, target, weights)
 
 
 def _r2(xp, predicted, target, sample_weight):

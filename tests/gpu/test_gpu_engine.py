@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from sklearn import config_context
 from sklearn.datasets import make_classification, make_regression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -60,7 +61,11 @@ def test_output_types_follow_the_input(cupy, classification):
     for method in ("predict", "decision_function", "predict_proba"):
         assert isinstance(getattr(model, method)(X_gpu), cupy.ndarray)
         assert isinstance(getattr(model, method)(X), np.ndarray)
-    assert isinstance(model.score(X_gpu, y_gpu), float)
+    # score is scikit-learn's own: CuPy arrays go through its array-API dispatch
+    with config_context(array_api_dispatch=True):
+        on_gpu_score = model.score(X_gpu, y_gpu)
+    assert isinstance(on_gpu_score, float)
+    assert on_gpu_score == pytest.approx(float((model.predict(X_gpu) == y_gpu).mean()))
     # NumPy in, NumPy out, even when the work ran on the GPU
     host = GPUSGDClassifier(device="cuda", random_state=0, max_iter=3).fit(X, y)
     assert host.device_.startswith("cuda")
@@ -79,7 +84,8 @@ def test_pipeline_and_grid_search_on_cupy(cupy, classification):
     X, y = (cupy.asarray(a) for a in classification)
     scale = FunctionTransformer(lambda Z: (Z - Z.mean(axis=0)) / Z.std(axis=0))
     pipeline = make_pipeline(scale, GPUSGDClassifier(random_state=0))
-    assert pipeline.fit(X, y).score(X, y) > 0.5
+    with config_context(array_api_dispatch=True):
+        assert pipeline.fit(X, y).score(X, y) > 0.5
     search = GridSearchCV(
         GPUSGDClassifier(random_state=0, max_iter=20),
         {"alpha": [1e-4, 1e-2], "batch_size": [64, 256]},
@@ -118,4 +124,21 @@ def test_partial_fit_keeps_state_on_device(cupy, classification):
         model.partial_fit(X[rows], y[rows], classes=cupy.arange(4))
     assert isinstance(model._state.coef, cupy.ndarray)
     assert isinstance(model._state.coef_buffer, cupy.ndarray)
-    assert model.score(X, y) > 0.5
+    with config_context(array_api_dispatch=True):
+        assert model.score(X, y) > 0.5
+
+
+def test_sparsify_keeps_cupy_coefficients_on_the_gpu(cupy, classification, tmp_path):
+    cupyx_sparse = pytest.importorskip("cupyx.scipy.sparse")
+    X, y = (cupy.asarray(a) for a in classification)
+    model = GPUSGDClassifier(penalty="l1", alpha=1e-3, random_state=0, max_iter=5).fit(X, y)
+    dense = model.coef_.copy()
+    predicted = model.predict(X)
+    model.sparsify()
+    assert cupyx_sparse.isspmatrix_csr(model.coef_)
+    cupy.testing.assert_array_equal(model.predict(X), predicted)
+    restored = pickle.loads(pickle.dumps(model))
+    cupy.testing.assert_array_equal(restored.predict(X), predicted)
+    model.densify()
+    assert isinstance(model.coef_, cupy.ndarray)
+    cupy.testing.assert_array_equal(model.coef_, dense)
