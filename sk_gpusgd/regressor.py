@@ -21,7 +21,8 @@ class GPUSGDRegressor(RegressorMixin, BaseSGD):
     :class:`GPUSGDClassifier` (``batch_size``, ``momentum``, ``dampening``,
     ``nesterov``, ``momentum_form``, ``weight_decay``,
     ``decoupled_weight_decay``, ``clip_value``, ``clip_norm``,
-    ``multi_precision``, ``device``), with the same step order.
+    ``multi_precision``, ``scale_learning_rate``, ``preconditioner``,
+    ``device``), with the same step order.
 
     Parameters
     ----------
@@ -39,9 +40,9 @@ class GPUSGDRegressor(RegressorMixin, BaseSGD):
     max_iter : int, default=1000
         Maximum number of epochs of ``fit``.
     tol : float or None, default=1e-3
-        Stop when the epoch objective (mean training loss weighted by
-        ``sample_weight``, plus the penalty at the end of the epoch) does not
-        improve by ``tol`` for ``n_iter_no_change`` epochs; None disables it.
+        Stop when the epoch objective (scikit-learn's: the mean unweighted
+        loss plus the penalty of the weights each row met) does not improve by
+        ``tol`` for ``n_iter_no_change`` epochs; None disables it.
     shuffle : bool, default=True
         Reshuffle the rows before every epoch.
     verbose : int, default=0
@@ -56,7 +57,7 @@ class GPUSGDRegressor(RegressorMixin, BaseSGD):
         Seeds the shuffling and the validation split.
     learning_rate : {'invscaling', 'constant', 'optimal', 'adaptive', \
             'pa1', 'pa2'}, default='invscaling'
-        Schedule; the clock ``t`` counts optimizer steps (minibatches) from 1.
+        Schedule, scikit-learn's, with its clock ``t``: samples seen plus one.
         'pa1'/'pa2' need loss='epsilon_insensitive'.
     eta0 : float, default=0.01
         Initial learning rate.
@@ -77,10 +78,11 @@ class GPUSGDRegressor(RegressorMixin, BaseSGD):
         Start ``fit`` from the previous solution and momentum buffers.
     average : bool or int, default=False
         Averaged SGD from ``average`` samples on.
-    batch_size : int, default=8
+    batch_size : int or 'auto', default='auto'
         Rows per optimizer step (see :class:`GPUSGDClassifier`).
     momentum, dampening, nesterov, momentum_form, weight_decay, \
-decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
+decoupled_weight_decay, clip_value, clip_norm, multi_precision, \
+scale_learning_rate, preconditioner, device
         As in :class:`GPUSGDClassifier`.
 
     Attributes
@@ -92,7 +94,11 @@ decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
     n_iter_ : int
         Epochs run by the last ``fit`` (1 after ``partial_fit``).
     t_ : float
-        Optimizer steps taken plus one.
+        Samples seen plus one (scikit-learn's ``t_``).
+    batch_size_ : int
+        The batch size the last fit used.
+    preconditioner_ : {'standardize'} or None
+        The preconditioner the last fit used.
     loss_curve_ : list of float
         Mean training loss of every epoch.
     device_ : str
