@@ -160,6 +160,11 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
                     f"Learning rate '{self.learning_rate}' only works with loss '{expected}'."
                 )
 
+    @property
+    def _multinomial(self) -> bool:
+        """Whether this fit trains one softmax model (classifiers with several classes)."""
+        return False
+
     # --------------------------------------------------------------- configs
     def _optimizer_config(self) -> OptimizerConfig:
         penalty = self.penalty
@@ -184,7 +189,7 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
         )
 
     def _engine_config(self, compute_dtype, sparse: bool) -> EngineConfig:
-        loss = make_loss(self.loss, float(self.epsilon))
+        loss = make_loss(self.loss, float(self.epsilon), multinomial=self._multinomial)
         # floats: a huge int power_t would make t**power_t an endless integer power
         schedule = make_schedule(
             self.learning_rate, float(self.eta0), float(self.alpha), float(self.power_t), loss
@@ -288,7 +293,7 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
             self.__dict__.clear()
             self.__dict__.update(before)
             # Python float arithmetic of a schedule raises where C would give inf
-            loss = make_loss(self.loss, float(self.epsilon))
+            loss = make_loss(self.loss, float(self.epsilon), multinomial=self._multinomial)
             weights = options["sample_weight"]
             magnitudes = input_magnitudes(X, weights, getattr(self, "class_weight", None))
             raise DivergenceError(divergence_message(self, loss, magnitudes)) from error
@@ -492,6 +497,8 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
         y_host = to_namespace(y, np)
         splitter = self._validation_splitter()
         train_rows, validation_rows = next(splitter.split(np.zeros((y_host.shape[0], 1)), y_host))
+        # the rows keep their order (scikit-learn skips validation rows in place)
+        train_rows, validation_rows = np.sort(train_rows), np.sort(validation_rows)
         if data.sample_weight is not None:
             weights_host = to_namespace(data.sample_weight, np)
             if not np.any(weights_host[validation_rows] > 0):
