@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -575,7 +576,7 @@ def main(argv=None) -> int:
 
     summary = overall_summary(records)
     found = versions()
-    command = " ".join(["python", "benchmarks/defaults_suite.py", *(argv or sys.argv[1:])])
+    command = shlex.join(["python", "benchmarks/defaults_suite.py", *(argv or sys.argv[1:])])
     threads = {
         k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
     }
