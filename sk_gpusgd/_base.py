@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from functools import partial as partial_function
 from numbers import Integral, Real
 
 import numpy as np
@@ -38,9 +39,11 @@ from ._backend import (
     to_namespace,
 )
 from ._engine import EngineConfig, TrainingData, TrainingState, run
+from ._lazy_dask import is_dask_input
 from ._losses import make_loss
 from ._optim import MOMENTUM_FORMS, OptimizerConfig
 from ._schedules import make_schedule
+from ._streaming import FREE_MEMORY_SHARE, free_device_bytes, plan_chunk_rows, stream_run
 from ._validation import (
     check_device_features,
     check_device_labels,
@@ -93,6 +96,7 @@ class BaseSGD(BaseEstimator):
         "clip_norm": [Interval(Real, 0, None, closed="neither"), None],
         "multi_precision": ["boolean"],
         "device": [StrOptions(set(DEVICE_OPTIONS))],
+        "max_device_memory": [Interval(Integral, 1, None, closed="left"), None],
     }
 
     def _store_parameters(self, parameters: dict) -> None:
@@ -245,6 +249,19 @@ class BaseSGD(BaseEstimator):
             raise
 
     def _train(self, X, y, *, coef_init, intercept_init, sample_weight, classes, partial):
+        if is_dask_input(X, y, sample_weight):
+            from ._dask import train_on_dask
+
+            return train_on_dask(
+                self,
+                X,
+                y,
+                coef_init=coef_init,
+                intercept_init=intercept_init,
+                sample_weight=sample_weight,
+                classes=classes,
+                partial=partial,
+            )
         fitted = hasattr(self, "_state")
         first_call = not (partial and fitted)
         X, y = self._validate_training_input(X, y, reset=first_call)
@@ -254,13 +271,16 @@ class BaseSGD(BaseEstimator):
             xp = self._compute_namespace()
         sample_weight = self._checked_sample_weight(sample_weight, X)
 
-        X_train = to_namespace(X, xp)
+        # data that does not fit on the device stays on the host and is streamed
+        chunk_rows = self._stream_chunk_rows(xp, X, y, classes, sample_weight is not None)
+        data_xp = xp if chunk_rows is None else np
+        X_train = to_namespace(X, data_xp)
         compute_dtype = _compute_dtype(xp, X_train)
-        encoded = self._encode_targets(y, xp, compute_dtype, classes, partial, X_train)
+        encoded = self._encode_targets(y, data_xp, compute_dtype, classes, partial, X_train)
         targets, positive_weight, negative_weight = encoded
         if sample_weight is not None:
-            sample_weight = to_namespace(sample_weight, xp, X_train)
-            sample_weight = xp.astype(sample_weight, compute_dtype)
+            sample_weight = to_namespace(sample_weight, data_xp, X_train)
+            sample_weight = data_xp.astype(sample_weight, compute_dtype)
         sparse = is_sparse(X_train)
         half_input = dtype_name(X_train.data if sparse else X_train) in HALF_DTYPES
         config = self._engine_config(compute_dtype if half_input else None, sparse)
@@ -278,18 +298,22 @@ class BaseSGD(BaseEstimator):
             xp,
             (n_features, n_outputs),
             compute_dtype,
-            _device_of(xp, X_train),
+            _device_of(xp, X_train) if data_xp is xp else None,
             coef_init,
             intercept_init,
             partial,
         )
         validation_score = None
         if self.early_stopping and not partial:
-            data, validation_score = self._split_validation(xp, data, y)
+            data, validation_score = self._split_validation(data_xp, data, y)
+            if data_xp is not xp:
+                host_score = validation_score
+                validation_score = lambda state: host_score(state.moved_to(np))  # noqa: E731
 
         random_state = check_random_state(self.random_state)
         shuffle_rng = np.random.RandomState(random_state.randint(np.iinfo(np.int32).max))
-        report = run(
+        runner = run if chunk_rows is None else partial_function(stream_run, chunk_rows=chunk_rows)
+        report = runner(
             xp,
             state,
             data,
@@ -313,6 +337,31 @@ class BaseSGD(BaseEstimator):
             )
         self._store_fit(xp, state, report, partial, output_like=X)
         return self
+
+    def _stream_chunk_rows(self, xp, X, y, classes, has_sample_weight):
+        """Rows per streamed chunk when host ``X`` does not fit on the device, else None.
+
+        The budget is ``max_device_memory`` when set, else (CuPy only) a share of
+        the free device memory; NumPy without a cap and device input never stream.
+        """
+        if is_device_array(X) or not (xp is np or is_cupy_namespace(xp)):
+            return None
+        budget = self.max_device_memory
+        if budget is None:
+            budget = free_device_bytes(xp)
+            if budget is None:
+                return None
+            budget = int(budget * FREE_MEMORY_SHARE)
+        if self._is_classifier_estimator:
+            known = classes if classes is not None else getattr(self, "classes_", None)
+            n_classes = len(np.unique(to_namespace(y, np))) if known is None else len(known)
+            n_outputs = 1 if n_classes <= 2 else n_classes
+        else:
+            n_outputs = 1
+        itemsize = np.dtype(_compute_dtype(np, X)).itemsize
+        return plan_chunk_rows(
+            X, n_outputs, itemsize, int(self.batch_size), budget, has_sample_weight
+        )
 
     def _checked_sample_weight(self, sample_weight, X):
         """scikit-learn's sample_weight checks, in the namespace of the weights."""

@@ -17,6 +17,7 @@ from sklearn.utils.multiclass import (
 
 from ._backend import is_device_array, namespace_of, to_namespace
 from ._base import DEFAULT_BATCH_SIZE, BaseSGD, _device_of
+from ._lazy_dask import chunkwise_on_dask
 from ._losses import CLASSIFICATION_LOSSES, REGRESSION_LOSSES
 from ._validation import dtype_name
 
@@ -173,6 +174,21 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
     device : {'auto', 'cpu', 'cuda'}, default='auto'
         Where to train. 'auto' follows the data: CuPy input on its GPU, NumPy
         input on the GPU when CuPy and a device are present, else the CPU.
+    max_device_memory : int or None, default=None
+        Device bytes a fit may use for its data. NumPy / SciPy training data
+        larger than this (or, on the GPU without a cap, than 80% of the free
+        device memory) stays on the host and streams through the device in
+        chunks: pinned host buffers, the copy of the next chunk overlapping the
+        training on the current one. Each epoch still draws one permutation of
+        all rows and the chunks hold whole batches, so on NumPy a streamed fit
+        equals the in-memory fit (same batches in the same order; the epoch's
+        mean loss is summed chunk by chunk, so it may differ in the last bits).
+        On the GPU the streamed order is drawn on the host, while the
+        in-memory fit draws it on the device: the two orders differ. The
+        stopping rule is the whole-model rule described under ``tol``, applied
+        once per epoch. On NumPy the cap only sets the chunk size (this is how
+        the streaming path runs without a GPU); data already on the device is
+        never streamed. None: no cap.
 
     Attributes
     ----------
@@ -251,6 +267,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         clip_norm=None,
         multi_precision=True,
         device="auto",
+        max_device_memory=None,
     ):
         self._store_parameters(locals())
 
@@ -403,6 +420,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         return _accuracy(xp, xp.astype(correct, decision.dtype), sample_weight)
 
     # ------------------------------------------------------------ predicting
+    @chunkwise_on_dask
     def decision_function(self, X):
         """Signed distance to the hyperplane of each class.
 
@@ -421,6 +439,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
             return decision[:, 0]
         return decision
 
+    @chunkwise_on_dask
     def predict(self, X):
         """Predict the class of each sample.
 
@@ -444,6 +463,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         return xp.take(to_namespace(self.classes_, xp, indices), indices)
 
     @available_if(_check_proba)
+    @chunkwise_on_dask
     def predict_proba(self, X):
         """Probability of each class (loss='log_loss' or 'modified_huber').
 
@@ -475,6 +495,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         return xp.where(total == 0, 1.0 / n_classes, positive / safe_total)
 
     @available_if(_check_proba)
+    @chunkwise_on_dask
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`.
 
@@ -493,6 +514,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         with np.errstate(divide="ignore"):
             return xp.log(proba)
 
+    @chunkwise_on_dask
     def score(self, X, y, sample_weight=None):
         """Mean accuracy on ``(X, y)``, computed in the namespace of ``X``.
 

@@ -8,6 +8,7 @@ from sklearn.utils._param_validation import StrOptions
 
 from ._backend import is_device_array, namespace_of, to_namespace
 from ._base import DEFAULT_BATCH_SIZE, BaseSGD
+from ._lazy_dask import chunkwise_on_dask
 from ._losses import REGRESSION_LOSSES
 
 
@@ -73,6 +74,10 @@ class GPUSGDRegressor(RegressorMixin, BaseSGD):
     momentum, dampening, nesterov, momentum_form, weight_decay, \
 decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
         As in :class:`GPUSGDClassifier`.
+    max_device_memory : int or None, default=None
+        Device bytes a fit may use for its data; larger NumPy / SciPy data
+        streams through the device in chunks (see :class:`GPUSGDClassifier`).
+        None: no cap.
 
     Attributes
     ----------
@@ -145,6 +150,7 @@ decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
         clip_norm=None,
         multi_precision=True,
         device="auto",
+        max_device_memory=None,
     ):
         self._store_parameters(locals())
 
@@ -226,6 +232,7 @@ decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
         """R^2 of the decision."""
         return _r2(xp, decision[:, 0], targets[:, 0], sample_weight)
 
+    @chunkwise_on_dask
     def predict(self, X):
         """Predict the target of each sample.
 
@@ -242,6 +249,7 @@ decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
         decision, _ = self._decision(X, "predict")
         return decision[:, 0]
 
+    @chunkwise_on_dask
     def score(self, X, y, sample_weight=None):
         """R^2 on ``(X, y)``, computed in the namespace of ``X``.
 
