@@ -76,7 +76,9 @@ def plan_chunk_rows(
     if rows < batch_size:
         needed = int(fixed + 2 * per_row * batch_size)
         raise ValueError(
-            f"max_device_memory={budget} bytes is too small for this data: the model and "
+            f"A device memory budget of {budget} bytes (max_device_memory, or "
+            f"{FREE_MEMORY_SHARE:.0%} of the free device memory when it is None) is too "
+            "small for this data: the model and "
             f"two chunks of one batch ({batch_size} rows) need about {needed} bytes. "
             "Raise max_device_memory or lower batch_size."
         )
