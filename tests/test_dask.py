@@ -47,8 +47,8 @@ def _local_cluster(**config):
             n_workers=2,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
-            worker_dashboard_address=None,
+            dashboard_address=":0",
+            worker_dashboard_address=":0",
         )
     return cluster, distributed.Client(cluster, timeout=30)
 
@@ -226,17 +226,25 @@ def test_works_inside_dask_ml_incremental(client):
     wrappers = pytest.importorskip("dask_ml.wrappers")
     X_train, X_test, y_train, y_test = _split(2, n_samples=2000)
     X_dask, y_dask = _blocks(X_train, y_train, n_blocks=4)
+    params = dict(random_state=0, device="cpu", loss="log_loss")
     incremental = wrappers.Incremental(
-        GPUSGDClassifier(random_state=0, device="cpu", loss="log_loss"), scoring="accuracy"
+        GPUSGDClassifier(**params), scoring="accuracy", shuffle_blocks=False
     )
     incremental.fit(X_dask, y_dask, classes=[0, 1])
-    assert incremental.estimator_.t_ > 1
+    # Incremental feeds the blocks, in order, to partial_fit
+    sequential = GPUSGDClassifier(**params)
+    block = X_dask.chunks[0][0]
+    for start in range(0, X_train.shape[0], block):
+        rows = slice(start, start + block)
+        sequential.partial_fit(X_train[rows], y_train[rows], classes=[0, 1])
+    np.testing.assert_array_equal(incremental.estimator_.coef_, sequential.coef_)
+
     X_test_dask, y_test_dask = _blocks(X_test, y_test, n_blocks=4)
     predicted = incremental.predict(X_test_dask)
     assert isinstance(predicted, da.Array)
-    expected = incremental.estimator_.score(X_test, y_test)
+    np.testing.assert_array_equal(predicted.compute(), sequential.predict(X_test))
+    expected = sequential.score(X_test, y_test)
     assert incremental.score(X_test_dask, y_test_dask) == pytest.approx(expected, abs=1e-12)
-    assert expected > 0.8
 
 
 def test_bad_dask_input_is_a_clear_error_and_leaves_the_model(client):
@@ -250,7 +258,7 @@ def test_bad_dask_input_is_a_clear_error_and_leaves_the_model(client):
     bad[150, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         model.fit(_blocks(bad, y)[0], y_dask)
-    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+    with pytest.raises(ValueError, match="one value per row of X .200.; got shape .150,."):
         model.fit(X_dask, y_dask[:150])
     with pytest.raises(ValueError, match="unknown sizes"):
         model.fit(X_dask[X_dask[:, 0] > 0], y_dask[X_dask[:, 0] > 0])
@@ -258,7 +266,7 @@ def test_bad_dask_input_is_a_clear_error_and_leaves_the_model(client):
 
 
 # ------------------------------------------------------------------ faults
-def _kill_a_worker_mid_fit(client, fit, after_s=0.4):
+def _kill_a_worker_mid_fit(client, fit, after_s=0.2):
     """Run ``fit()``; SIGKILL one worker process while it trains a block."""
     pids = client.run(os.getpid)
     address, pid = sorted(pids.items())[0]
@@ -271,7 +279,7 @@ def _kill_a_worker_mid_fit(client, fit, after_s=0.4):
             if time.monotonic() - started > after_s and any("_local_round" in k for k in busy):
                 os.kill(pid, signal.SIGKILL)
                 killed.set()
-            time.sleep(0.01)
+            time.sleep(0.05)
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
@@ -283,7 +291,7 @@ def _kill_a_worker_mid_fit(client, fit, after_s=0.4):
 
 
 def _fault_data():
-    X, y = make_classification(n_samples=20_000, n_features=20, random_state=0)
+    X, y = make_classification(n_samples=10_000, n_features=20, random_state=0)
     return X, y, *_blocks(X, y)
 
 
@@ -291,7 +299,7 @@ def test_a_killed_worker_is_recovered_and_the_model_is_the_same():
     cluster, client = _local_cluster()
     try:
         X, y, X_dask, y_dask = _fault_data()
-        params = dict(random_state=0, device="cpu", max_iter=6, tol=None)
+        params = dict(random_state=0, device="cpu", max_iter=8, tol=None)
         reference = GPUSGDClassifier(**params).fit(X_dask, y_dask)
         model = GPUSGDClassifier(**params)
         try:
