@@ -279,8 +279,9 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training data: NumPy, pandas, scipy.sparse, CuPy, cupyx sparse, or
-            another array-API array.
+            Training data: NumPy, pandas, scipy.sparse, CuPy, cupyx sparse,
+            another array-API array, or a Dask array / DataFrame (trained on the
+            dask.distributed cluster, see :mod:`sk_gpusgd.dask`).
         y : array-like of shape (n_samples,)
             Class labels.
         coef_init : array of shape (n_classes, n_features), optional

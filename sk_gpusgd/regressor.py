@@ -161,7 +161,8 @@ decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training data.
+            Training data, as for :class:`GPUSGDClassifier` (Dask collections
+            train on the dask.distributed cluster, see :mod:`sk_gpusgd.dask`).
         y : array-like of shape (n_samples,)
             Numeric targets.
         coef_init : array of shape (n_features,), optional
