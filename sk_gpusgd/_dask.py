@@ -175,6 +175,7 @@ class _Partition:
 def _prepare_partition(index, X, y, sample_weight, encoder):
     """Check and encode one row block, in the namespace it trains in (CuPy on GPU workers)."""
     X, y = encoder._validate_training_input(X, y, reset=True)
+    X = _in_owned_memory(X)
     xp = resolve_compute_namespace(encoder.device, X)
     sample_weight = encoder._checked_sample_weight(sample_weight, X)
     X_train = to_namespace(X, xp)
@@ -184,6 +185,21 @@ def _prepare_partition(index, X, y, sample_weight, encoder):
         sample_weight = xp.astype(to_namespace(sample_weight, xp, X_train), dtype)
     data = TrainingData(X_train, targets, sample_weight, positive, negative)
     return _Partition(index=index, xp_name=xp.__name__, data=data)
+
+
+def _in_owned_memory(X):
+    """A NumPy block that views a received network buffer, copied into NumPy's own memory.
+
+    Blocks deserialised from a transfer view the receive buffer; the engine's
+    row gathers over such memory measured about 25 times slower than over a
+    copy, so the block is copied once, when the fit prepares it.
+    """
+    if not isinstance(X, np.ndarray):
+        return X
+    base = X
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    return X if isinstance(base, np.ndarray) else np.array(X, copy=True)
 
 
 def _round_seed(seed: int, partition: int, position: int) -> np.random.RandomState:

@@ -266,32 +266,34 @@ def test_bad_dask_input_is_a_clear_error_and_leaves_the_model(client):
 
 
 # ------------------------------------------------------------------ faults
-def _kill_a_worker_mid_fit(client, fit, after_s=0.2):
-    """Run ``fit()``; SIGKILL one worker process while it trains a block."""
+def _kill_a_worker_mid_fit(client, fit, after_rounds=2):
+    """Run ``fit()``; SIGKILL one worker process once it trains its ``after_rounds``-th block."""
     pids = client.run(os.getpid)
     address, pid = sorted(pids.items())[0]
-    killed = threading.Event()
+    killed, fit_done = threading.Event(), threading.Event()
 
     def killer():
-        started = time.monotonic()
-        while not killed.is_set() and time.monotonic() - started < 20:
+        seen = set()
+        while not (killed.is_set() or fit_done.is_set()):
             busy = client.processing(workers=[address]).get(address, [])
-            if time.monotonic() - started > after_s and any("_local_round" in k for k in busy):
+            seen.update(key for key in busy if "_local_round" in key)
+            if len(seen) >= after_rounds:
                 os.kill(pid, signal.SIGKILL)
                 killed.set()
-            time.sleep(0.05)
+            time.sleep(0.01)
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
     try:
         return fit()
     finally:
+        fit_done.set()
         thread.join()
         assert killed.is_set(), "the worker was not killed during the fit"
 
 
 def _fault_data():
-    X, y = make_classification(n_samples=10_000, n_features=20, random_state=0)
+    X, y = make_classification(n_samples=20_000, n_features=20, random_state=0)
     return X, y, *_blocks(X, y)
 
 
@@ -299,7 +301,7 @@ def test_a_killed_worker_is_recovered_and_the_model_is_the_same():
     cluster, client = _local_cluster()
     try:
         X, y, X_dask, y_dask = _fault_data()
-        params = dict(random_state=0, device="cpu", max_iter=8, tol=None)
+        params = dict(random_state=0, device="cpu", max_iter=12, tol=None)
         reference = GPUSGDClassifier(**params).fit(X_dask, y_dask)
         model = GPUSGDClassifier(**params)
         try:
