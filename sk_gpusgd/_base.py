@@ -43,7 +43,13 @@ from ._lazy_dask import is_dask_input
 from ._losses import make_loss
 from ._optim import MOMENTUM_FORMS, OptimizerConfig
 from ._schedules import make_schedule
-from ._streaming import FREE_MEMORY_SHARE, free_device_bytes, plan_chunk_rows, stream_run
+from ._streaming import (
+    FREE_MEMORY_SHARE,
+    data_bytes,
+    free_device_bytes,
+    plan_chunk_rows,
+    stream_run,
+)
 from ._validation import (
     check_device_features,
     check_device_labels,
@@ -352,6 +358,9 @@ class BaseSGD(BaseEstimator):
             if budget is None:
                 return None
             budget = int(budget * FREE_MEMORY_SHARE)
+        if data_bytes(X) * 4 <= budget:
+            # far below the budget: skip counting the classes (a sort of y)
+            return None
         if self._is_classifier_estimator:
             known = classes if classes is not None else getattr(self, "classes_", None)
             n_classes = len(np.unique(to_namespace(y, np))) if known is None else len(known)
