@@ -165,6 +165,20 @@ def test_one_round_is_the_row_weighted_mean_of_the_blocks_models(client):
     assert model.t_ == 51.0
 
 
+def test_averaged_sgd_keeps_the_mean_of_the_synchronised_models(client):
+    X, y = make_regression(n_samples=300, n_features=5, noise=1.0, random_state=0)
+    X_dask, y_dask = _blocks(X, y, n_blocks=1)
+    params = dict(shuffle=False, tol=None, device="cpu", learning_rate="constant", eta0=0.01)
+    averaged = GPUSGDRegressor(average=True, max_iter=3, **params).fit(X_dask, y_dask)
+    # one block, no shuffling: the model after round r is plain SGD after r epochs
+    plain = GPUSGDRegressor(**params)
+    after_each_round = []
+    for _ in range(3):
+        plain.partial_fit(X, y)
+        after_each_round.append(plain.coef_.copy())
+    np.testing.assert_allclose(averaged.coef_, np.mean(after_each_round, axis=0), rtol=1e-12)
+
+
 def test_sync_every_k_steps_averages_more_often(client):
     X_train, X_test, y_train, y_test = _split(2, n_samples=2000)
     X_dask, y_dask = _blocks(X_train, y_train)
