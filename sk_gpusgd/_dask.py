@@ -20,7 +20,7 @@ the next global model:
 Each block's shuffling is seeded from ``random_state``, the block's index and
 the round, never from worker identity or timing, so the same data, chunking
 and ``random_state`` give the same model whatever the number of workers. Only
-the model (a few arrays) comes back to the client, once per epoch.
+the model (a few arrays) comes back to the client, once per round.
 """
 
 from __future__ import annotations
