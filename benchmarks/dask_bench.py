@@ -245,7 +245,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", type=int, help="CPU training rows (default 400k; quick 100k)")
     parser.add_argument("--features", type=int, default=256)
     parser.add_argument("--blocks", type=int, default=2, help="row blocks of the Dask data")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, help="timed epochs (default 5; quick 3)")
     parser.add_argument("--eta0", type=float, default=0.01)
     parser.add_argument("--repeats", type=int, default=2, help="timed fits, best kept")
