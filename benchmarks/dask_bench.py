@@ -35,6 +35,7 @@ from _common import (  # noqa: E402
     device_info,
     device_slug,
     environment_markdown,
+    fmt_bool,
     fmt_bytes,
     fmt_float,
     fmt_ratio,
@@ -330,7 +331,7 @@ def main(argv=None) -> int:
         "- Worker processes have one thread each and MALLOC_MMAP_THRESHOLD_=16 MiB (see the "
         "Dask guide). The single-process fit runs with one BLAS "
         "thread. 1 and 2 workers train the same blocks with the same seeds: same model "
-        f"({fmt_float(float(cpu['2 workers']['same_model_as_1_worker']), 0)} = identical).",
+        f"(identical: {fmt_bool(cpu['2 workers']['same_model_as_1_worker'])}).",
         "",
         markdown_table(["case", "s/epoch", "speed-up vs 1 worker", "accuracy"], table),
         "",
