@@ -114,6 +114,10 @@ def _row_blocks(X, y, sample_weight):
             f"Found input variables with inconsistent numbers of samples: "
             f"[{X.shape[0]}, {reference.shape[0]}]"
         )
+    if X.shape[0] == 0:
+        raise ValueError(
+            f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required."
+        )
     X = X.rechunk({0: rows, 1: -1})
     aligned = []
     for value, name in ((y, "y"), (sample_weight, "sample_weight")):
@@ -392,7 +396,6 @@ def train_on_dask(estimator, X, y, *, coef_init, intercept_init, sample_weight, 
             ConvergenceWarning,
             stacklevel=4,
         )
-    del encoder
     estimator._store_fit(np, state, report, partial, output_like=np.empty(0))
     kinds = sorted({"cuda" if device.startswith("cuda") else device for device in devices})
     estimator.device_ = "dask:" + "+".join(kinds or ["cpu"])

@@ -274,6 +274,8 @@ def test_bad_dask_input_is_a_clear_error_and_leaves_the_model(client):
         model.fit(_blocks(bad, y)[0], y_dask)
     with pytest.raises(ValueError, match="one value per row of X .200.; got shape .150,."):
         model.fit(X_dask, y_dask[:150])
+    with pytest.raises(ValueError, match="0 sample"):
+        model.fit(X_dask[:0], y_dask[:0])
     with pytest.raises(ValueError, match="unknown sizes"):
         model.fit(X_dask[X_dask[:, 0] > 0], y_dask[X_dask[:, 0] > 0])
     np.testing.assert_array_equal(model.coef_, coef)
