@@ -369,8 +369,9 @@ def train_on_dask(estimator, X, y, *, coef_init, intercept_init, sample_weight, 
         for _ in range(max_epochs):
             loss_sum, rows = 0.0, 0
             for _ in range(rounds_per_epoch):
-                # every worker gets the model: a lost worker loses no state
-                model = client.scatter(state, broadcast=True, hash=False)
+                # the model enters as a task, not scattered data: the scheduler keeps
+                # what it needs to recompute it when the worker that holds it is lost
+                model = client.submit(_global_model, state, pure=False)
                 spec = {
                     "config": local_config,
                     "steps": None if sync_every == SYNC_EPOCH else sync_every,
@@ -400,6 +401,11 @@ def train_on_dask(estimator, X, y, *, coef_init, intercept_init, sample_weight, 
     kinds = sorted({"cuda" if device.startswith("cuda") else device for device in devices})
     estimator.device_ = "dask:" + "+".join(kinds or ["cpu"])
     return estimator
+
+
+def _global_model(state: TrainingState) -> TrainingState:
+    """The round's starting model, as a task result (see ``train_on_dask``)."""
+    return state
 
 
 def _checked_sync_every(value):
