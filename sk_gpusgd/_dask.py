@@ -349,7 +349,8 @@ def train_on_dask(estimator, X, y, *, coef_init, intercept_init, sample_weight, 
         [None] * len(X.chunks[0]) if sample_weight is None else sample_weight.to_delayed().ravel(),
         strict=True,
     )
-    prepare = dask.delayed(_prepare_partition, pure=True)
+    # keys of their own: a later fit never shares (or cancels) this fit's blocks
+    prepare = dask.delayed(_prepare_partition, pure=False)
     nonempty = [i for i, size in enumerate(X.chunks[0]) if size > 0]
     delayed_parts = [prepare(i, Xb, yb, wb, encoder) for i, (Xb, yb, wb) in enumerate(blocks)]
     partitions = client.compute([delayed_parts[i] for i in nonempty])
