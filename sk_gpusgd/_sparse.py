@@ -16,9 +16,11 @@ Which parts are lazy, and what that changes:
   so with ``dampening > 0`` a row's first step is damped (PyTorch starts the
   buffer at the first gradient). This is a different trajectory from dense
   momentum, which moves every row every step.
-- On CuPy, cutting a batch (row indexing, the distinct columns) needs the
-  batch's non-zero count on the host: one small synchronisation per batch,
-  unlike the dense path's one per epoch.
+- Each epoch puts the CSR rows in its order once (one row-indexing pass), so
+  every batch is a contiguous slice of the CSR arrays. On CuPy, cutting a
+  batch (its bounds, the distinct columns) needs the batch's non-zero count
+  on the host: one small synchronisation per batch, unlike the dense path's
+  one per epoch.
 - Weight averaging (``average``) updates the full average every step; it is
   not lazy, so with averaging a step costs O(n_features * n_outputs). Once
   averaging has started every step folds the scale into the weights and
@@ -60,7 +62,7 @@ def sparse_module_for(xp):
 class CsrBatches:
     """Minibatches of a CSR matrix, re-indexed onto the columns they touch.
 
-    Costs O(non-zeros of the batch): the rows are taken by CSR row indexing
+    Costs O(non-zeros of the batch): the rows are slices of the CSR arrays
     and the columns compacted through a persistent column-to-slot table (a
     scatter and two gathers, no sort); nothing of size n_features is touched
     per batch. The distinct columns come in order of first appearance.
@@ -73,11 +75,18 @@ class CsrBatches:
         # slot of each column in the current batch; -1 outside it (reset after use)
         self.slot = xp.full((X.shape[1],), -1, dtype=xp.int64)
 
-    def batch(self, rows):
-        """``(columns, compact)``: the batch's distinct columns and the batch on them."""
+    def batch(self, rows: slice):
+        """``(columns, compact)``: rows ``start:stop`` on their distinct columns.
+
+        The rows are a contiguous range of the CSR arrays (the epoch permutes
+        the matrix once), so the batch is three slices, with no row indexing.
+        """
         xp = self.xp
-        X_batch = self.X[rows]
-        indices = X_batch.indices
+        X = self.X
+        first, last = int(X.indptr[rows.start]), int(X.indptr[rows.stop])
+        indices = X.indices[first:last]
+        data = X.data[first:last]
+        indptr = X.indptr[rows.start : rows.stop + 1] - first
         positions = xp.arange(indices.shape[0], dtype=xp.int64)
         # every occurrence writes its position; the one that stuck marks its column once
         self.slot[indices] = positions
@@ -87,8 +96,8 @@ class CsrBatches:
         self.slot[columns] = -1
         compact = self.sparse_module.csr_matrix(
             # cupyx wants the index dtype of the batch (int32)
-            (X_batch.data, inverse.astype(indices.dtype), X_batch.indptr),
-            shape=(X_batch.shape[0], int(columns.shape[0])),
+            (data, inverse.astype(indices.dtype), indptr),
+            shape=(rows.stop - rows.start, int(columns.shape[0])),
         )
         return columns, compact
 
@@ -117,12 +126,19 @@ def sparse_epoch(
     scale = 1.0
     totals = EpochTotals(config)
     norms = LazyNorms(xp, coef, opt) if totals.with_penalty else None
+    # the epoch's row order, once: every batch is then a contiguous range of rows
+    targets_all, sample_weight_all = data.targets, data.sample_weight
+    if order is not None:
+        X = X[order]
+        targets_all = xp.take(targets_all, order, axis=0)
+        if sample_weight_all is not None:
+            sample_weight_all = xp.take(sample_weight_all, order, axis=0)
     batches = CsrBatches(xp, X)
     for start in range(0, n_samples, config.batch_size):
         stop = min(start + config.batch_size, n_samples)
-        rows = slice(start, stop) if order is None else order[start:stop]
-        targets = data.targets[rows]
-        sample_weight = None if data.sample_weight is None else data.sample_weight[rows]
+        rows = slice(start, stop)
+        targets = targets_all[rows]
+        sample_weight = None if sample_weight_all is None else sample_weight_all[rows]
         columns, compact = batches.batch(rows)
         weights_true = scale * xp.take(coef, columns, axis=0)
         if opt.l1:

@@ -277,11 +277,13 @@ def test_batches_span_only_the_batch_columns():
     rows, cols = rng.randint(0, 30, 200), rng.choice(columns_used, 200)
     X = sp.csr_matrix((rng.randn(200), (rows, cols)), shape=(30, n_features))
     X.sum_duplicates()
-    batches = CsrBatches(np, X)
     weights = rng.randn(n_features, 3)
-    for selected in (np.array([3, 17, 0, 29, 3, 8]), np.arange(10, 18)):
+    # an epoch permutes the rows once; a batch is then a contiguous range of them
+    order = np.array([3, 17, 0, 29, 3, 8, *range(10, 18)])
+    batches = CsrBatches(np, X[order])
+    for selected, rows in ((order[:6], slice(0, 6)), (np.arange(10, 18), slice(6, 14))):
         X_batch = X[selected]
-        columns, compact = batches.batch(selected)
+        columns, compact = batches.batch(rows)
         distinct = np.unique(X_batch.indices)
         assert_array_equal(np.sort(columns), distinct)
         assert compact.shape == (selected.size, distinct.size)
