@@ -237,7 +237,7 @@ def loss_gradient(xp, decision, targets, weights, X_batch, config: EngineConfig)
         else:
             sign = 1.0 - 2.0 * xp.astype(targets - decision < 0, decision.dtype)
         derivative = -(step * sign) / schedule.eta0
-    else:
+    elif not config.loss.bounded:
         derivative = xp.clip(derivative, -MAX_DLOSS, MAX_DLOSS)
     if weights is not None and config.loss.joint:
         # a coupled (softmax) row takes the weight of its true class

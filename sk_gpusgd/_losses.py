@@ -21,6 +21,8 @@ class Loss:
     curvature = 1.0
     # the output columns are coupled (one stopping rule for all of them)
     joint = False
+    # |derivative| <= 4 whatever the decision: scikit-learn's 1e12 clip never acts
+    bounded = True
 
     def value_and_derivative(self, xp, decision, target):
         """The loss and its derivative with respect to the decision, elementwise."""
@@ -49,6 +51,8 @@ class Hinge(Loss):
 @dataclass(frozen=True)
 class SquaredHinge(Loss):
     """max(0, 1 - y p)^2."""
+
+    bounded = False
 
     curvature = 2.0
 
@@ -119,6 +123,8 @@ class ModifiedHuber(Loss):
 class SquaredError(Loss):
     """(p - y)^2 / 2."""
 
+    bounded = False
+
     def value_and_derivative(self, xp, decision, target):
         residual = decision - target
         return 0.5 * residual * residual, residual
@@ -127,6 +133,9 @@ class SquaredError(Loss):
 @dataclass(frozen=True)
 class Huber(Loss):
     """Squared error up to ``epsilon``, linear beyond."""
+
+    # the derivative is bounded by epsilon, which may be huge
+    bounded = False
 
     epsilon: float = 0.1
 
@@ -157,6 +166,8 @@ class EpsilonInsensitive(Loss):
 @dataclass(frozen=True)
 class SquaredEpsilonInsensitive(Loss):
     """max(0, |y - p| - epsilon)^2."""
+
+    bounded = False
 
     curvature = 2.0
 
