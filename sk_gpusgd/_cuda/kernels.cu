@@ -1,0 +1,534 @@
+// Fused minibatch-SGD kernels of sk_gpusgd's CUDA engine.
+//
+// One source for two compilers: NVRTC (through CuPy on a GPU, through cuda.core in the
+// compile-check tests) and g++ with emulation/cuda_emulation.h (the CPU tests). Hence two
+// rules: every shared array comes through SHARED_MEMORY, and CUDA headers are included only
+// under __CUDACC_RTC__.
+//
+// Layout: X (n, d) row-major, targets Y (n, k), weights W (d, k), intercept b (k). T is the
+// compute type (float or double); X may be stored narrower (TX = __half, __nv_bfloat16).
+//
+// A dense step is two launches, sgd_forward then sgd_update, whose arguments never change
+// within a fit: every value that changes between steps lives in device memory (ctx), so the
+// same two launches replay as a CUDA graph. The fixed settings of a fit are in cfg.
+//
+// Who writes what (no atomics, no last-block counter, every reduction in a fixed order):
+//   sgd_forward  reads the clock fields of ctx; its block 0 writes the STEP_* fields.
+//   sgd_update   reads the STEP_* fields; its block 0 advances the clock fields.
+//   sgd_end_epoch  writes the epoch summary, rewinds the cursor, bumps the epoch counter.
+#ifdef __CUDACC_RTC__
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#endif
+
+#ifndef SHARED_MEMORY  // the host emulation defines its own
+#define SHARED_MEMORY(T, name)                                  \
+    extern __shared__ __align__(16) unsigned char sk_smem_raw[]; \
+    T* name = reinterpret_cast<T*>(sk_smem_raw)
+#endif
+
+// ---- cfg: fixed for one fit (doubles; integers stored exactly) --------------------------
+#define CFG_LOSS 0            // LOSS_* below
+#define CFG_LOSS_PARAM 1      // epsilon (huber, epsilon-insensitive) or hinge threshold
+#define CFG_SCHEDULE 2        // SCHEDULE_* below
+#define CFG_ETA0 3
+#define CFG_ALPHA 4
+#define CFG_POWER_T 5
+#define CFG_OPTIMAL_OFFSET 6
+#define CFG_L2 7              // coupled L2 (penalty and coupled weight decay)
+#define CFG_DECAY 8           // decoupled weight decay
+#define CFG_L1 9
+#define CFG_MOMENTUM 10
+#define CFG_DAMPENING 11
+#define CFG_NESTEROV 12
+#define CFG_VELOCITY_FORM 13  // 0: PyTorch buffer form, 1: velocity form
+#define CFG_CLIP_VALUE 14     // 0: off
+#define CFG_CLIP_NORM 15      // 0: off (needs a one-block update)
+#define CFG_FIT_INTERCEPT 16
+#define CFG_INTERCEPT_SCALE 17
+#define CFG_AVERAGE_START 18  // 0: no averaging
+#define CFG_BATCH_SIZE 19
+#define CFG_N_SAMPLES 20
+#define CFG_SHUFFLE 21        // SHUFFLE_* below
+#define CFG_SEED 22           // key of the bijection (integer below 2^53)
+#define CFG_GAIN_BETA 23      // batch gain statistics (see step_gain); 0 disables the gain
+#define CFG_GAIN_LAMBDA 24
+#define CFG_CLOCK_SAMPLES 25  // 1: the schedule clock counts samples, 0: steps
+#define CFG_CLIP_DLOSS 26     // bound on |dloss| per sample; 0: off
+#define CFG_SIZE 32
+
+// ---- ctx: device-resident loop state ----------------------------------------------------
+#define CTX_CURSOR 0          // rows of this epoch already taken
+#define CTX_STEPS 1           // optimizer steps so far
+#define CTX_SAMPLES 2         // samples seen so far
+#define CTX_EPOCH 3           // epochs started (keys the bijection)
+#define CTX_ADAPTIVE_ETA 4    // learning rate of the 'adaptive' schedule (host-set)
+#define CTX_L1_TOTAL 5        // cumulative L1 penalty u (Tsuruoka et al.)
+#define CTX_N_AVERAGED 6
+#define CTX_MOMENTUM_STARTED 7
+#define CTX_STEP_ETA 8        // ---- written by sgd_forward for the update of the same step
+#define CTX_STEP_ROWS 9
+#define CTX_STEP_L1_TOTAL 10
+#define CTX_STEP_AVERAGE_RATE 11
+#define CTX_STEP_FIRST_MOMENTUM 12
+#define CTX_SIZE 16
+
+// summary written by sgd_end_epoch: per column loss, sum w^2, sum |w|; then probe and clock
+#define SUMMARY_LOSS 0
+#define SUMMARY_SQUARES 1
+#define SUMMARY_ABSOLUTE 2
+#define SUMMARY_COLUMN_FIELDS 3
+#define SUMMARY_PROBE 0       // offsets after the 3k column fields
+#define SUMMARY_STEPS 1
+#define SUMMARY_SAMPLES 2
+#define SUMMARY_L1_TOTAL 3
+#define SUMMARY_N_AVERAGED 4
+#define SUMMARY_TAIL 5
+
+#define LOSS_HINGE 0
+#define LOSS_LOG 1
+#define LOSS_MODIFIED_HUBER 2
+#define LOSS_SQUARED_HINGE 3
+#define LOSS_SQUARED_ERROR 4
+#define LOSS_HUBER 5
+#define LOSS_EPSILON_INSENSITIVE 6
+#define LOSS_SQUARED_EPSILON_INSENSITIVE 7
+
+#define SCHEDULE_CONSTANT 0
+#define SCHEDULE_OPTIMAL 1
+#define SCHEDULE_INVSCALING 2
+#define SCHEDULE_ADAPTIVE 3
+#define SCHEDULE_PA1 4
+#define SCHEDULE_PA2 5
+
+#define SHUFFLE_NONE 0
+#define SHUFFLE_ORDER 1       // row order read from an index array (refreshed per epoch)
+#define SHUFFLE_BIJECTION 2   // keyed Feistel bijection: no memory, no per-epoch work
+
+#define FEISTEL_ROUNDS 10
+
+typedef long long index_t;
+
+// ---- small helpers ----------------------------------------------------------------------
+__device__ __forceinline__ float widen(float v) { return v; }
+__device__ __forceinline__ double widen(double v) { return v; }
+__device__ __forceinline__ float widen(__half v) { return __half2float(v); }
+__device__ __forceinline__ float widen(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T> __device__ __forceinline__ T larger(T a, T b) { return a > b ? a : b; }
+template <typename T> __device__ __forceinline__ T smaller(T a, T b) { return a < b ? a : b; }
+template <typename T> __device__ __forceinline__ T absolute(T a) { return a < T(0) ? -a : a; }
+
+__device__ __forceinline__ unsigned long long splitmix64(unsigned long long x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+// Key of one epoch's order: a hash of the fit's seed and the epoch counter.
+__device__ __forceinline__ unsigned long long epoch_key(double seed, double epoch) {
+    return splitmix64((unsigned long long)seed ^ splitmix64((unsigned long long)epoch));
+}
+
+// A bijection of [0, n): a balanced Feistel network on the smallest even number of bits
+// covering n, with cycle walking for values past n. Every round has its own key.
+__device__ index_t permute_index(index_t i, index_t n, unsigned long long key) {
+    int bits = 2;
+    while (bits < 62 && (1LL << bits) < n) bits += 2;
+    const int half = bits / 2;
+    const unsigned long long mask = (1ull << half) - 1ull;
+    unsigned long long x = (unsigned long long)i;
+    do {
+        unsigned long long left = x >> half, right = x & mask;
+        for (int round = 0; round < FEISTEL_ROUNDS; ++round) {
+            const unsigned long long f = splitmix64(right ^ (key + 0x632BE59BD9B4E019ull * round)) & mask;
+            const unsigned long long next = left ^ f;
+            left = right;
+            right = next;
+        }
+        x = (left << half) | right;
+    } while ((index_t)x >= n);
+    return (index_t)x;
+}
+
+// The sample at position `position` of the current epoch.
+__device__ __forceinline__ index_t sample_at(index_t position, const index_t* order,
+                                             const double* cfg, const double* ctx) {
+    const int mode = (int)cfg[CFG_SHUFFLE];
+    if (mode == SHUFFLE_ORDER) return order[position];
+    if (mode == SHUFFLE_BIJECTION)
+        return permute_index(position, (index_t)cfg[CFG_N_SAMPLES],
+                             epoch_key(cfg[CFG_SEED], ctx[CTX_EPOCH]));
+    return position;
+}
+
+// Learning rate of the schedule at clock t (1-based).
+__device__ double schedule_rate(const double* cfg, const double* ctx, double t) {
+    switch ((int)cfg[CFG_SCHEDULE]) {
+        case SCHEDULE_OPTIMAL: return 1.0 / (cfg[CFG_ALPHA] * (cfg[CFG_OPTIMAL_OFFSET] + t - 1.0));
+        case SCHEDULE_INVSCALING: return cfg[CFG_ETA0] / pow(t, cfg[CFG_POWER_T]);
+        case SCHEDULE_ADAPTIVE: return ctx[CTX_ADAPTIVE_ETA];
+        default: return cfg[CFG_ETA0];
+    }
+}
+
+// Batch gain: how much one step of m rows' mean gradient is worth in per-sample steps,
+// m * beta / (beta + lambda * (m - 1)), from two statistics of the data fixed per fit
+// (beta: mean squared row norm, lambda: largest eigenvalue of the second moment).
+// The one place that formula lives; beta = 0 turns it off (gain 1).
+__device__ __forceinline__ double step_gain(double m, const double* cfg) {
+    const double beta = cfg[CFG_GAIN_BETA], lam = cfg[CFG_GAIN_LAMBDA];
+    if (beta <= 0.0) return 1.0;
+    return m * beta / (beta + lam * (m - 1.0));
+}
+
+// Loss value and derivative with respect to the decision p, for target y.
+template <typename T>
+__device__ __forceinline__ T loss_and_derivative(int loss, T param, T p, T y, T* dloss) {
+    switch (loss) {
+        case LOSS_HINGE: {  // max(0, threshold - y p); threshold 0 is the perceptron
+            const T margin = param - y * p;
+            *dloss = margin >= T(0) ? -y : T(0);
+            return larger(margin, T(0));
+        }
+        case LOSS_LOG: {
+            const T z = y * p, e = exp(-absolute(z));
+            *dloss = -y * (z >= T(0) ? e / (T(1) + e) : T(1) / (T(1) + e));
+            return larger(-z, T(0)) + log1p(e);
+        }
+        case LOSS_MODIFIED_HUBER: {
+            const T z = y * p;
+            if (z >= T(1)) { *dloss = T(0); return T(0); }
+            if (z >= T(-1)) { *dloss = T(-2) * y * (T(1) - z); return (T(1) - z) * (T(1) - z); }
+            *dloss = T(-4) * y;
+            return T(-4) * z;
+        }
+        case LOSS_SQUARED_HINGE: {
+            const T margin = larger(T(1) - y * p, T(0));
+            *dloss = T(-2) * y * margin;
+            return margin * margin;
+        }
+        case LOSS_SQUARED_ERROR: {
+            const T r = p - y;
+            *dloss = r;
+            return T(0.5) * r * r;
+        }
+        case LOSS_HUBER: {
+            const T r = p - y, a = absolute(r);
+            *dloss = smaller(larger(r, -param), param);
+            return a <= param ? T(0.5) * r * r : param * a - T(0.5) * param * param;
+        }
+        case LOSS_EPSILON_INSENSITIVE: {
+            const T r = y - p;
+            *dloss = T(r < -param ? 1 : 0) - T(r > param ? 1 : 0);
+            return larger(absolute(r) - param, T(0));
+        }
+        default: {  // LOSS_SQUARED_EPSILON_INSENSITIVE
+            const T r = y - p, excess = larger(absolute(r) - param, T(0));
+            *dloss = r > param ? T(-2) * (r - param) : (r < -param ? T(-2) * (r + param) : T(0));
+            return excess * excess;
+        }
+    }
+}
+
+// ---- kernels ------------------------------------------------------------------------------
+
+// One block per `rows` rows of the batch: gather the rows (in epoch order), decisions,
+// weighted loss and derivative (batch mean folded in), and the block's partial gradient
+// rows^T g into partial[block]. No float atomics: sgd_update sums the partials in order.
+template <typename TX, typename T>
+__global__ void sgd_forward(const TX* __restrict__ X, const T* __restrict__ Y,
+                            const T* __restrict__ sample_weight, const T* __restrict__ positive_weight,
+                            const T* __restrict__ negative_weight, const index_t* __restrict__ order,
+                            const T* __restrict__ W, const T* __restrict__ b,
+                            const T* __restrict__ active, T* __restrict__ partial,
+                            T* __restrict__ partial_b, T* __restrict__ loss_part,
+                            const double* __restrict__ cfg, double* ctx, int d, int k, int rows) {
+    SHARED_MEMORY(unsigned char, smem);
+    const int threads = blockDim.x, tid = threadIdx.x;
+    const int pairs_max = rows * k;
+    index_t* sample = reinterpret_cast<index_t*>(smem);
+    T* x = reinterpret_cast<T*>(smem + sizeof(index_t) * rows);   // rows x d
+    T* dot = x + (size_t)rows * d;                                 // pairs x slices
+    T* g = dot + (pairs_max > threads ? pairs_max : threads);      // rows x k
+    T* value = g + pairs_max;                                      // rows x k
+    T* target = value + pairs_max;                                 // rows x k
+    T* norm2 = target + pairs_max;                                 // rows
+
+    const index_t n = (index_t)cfg[CFG_N_SAMPLES];
+    const index_t cursor = (index_t)ctx[CTX_CURSOR];
+    const index_t batch = (index_t)cfg[CFG_BATCH_SIZE];
+    const int n_rows = (int)(cursor >= n ? 0 : (n - cursor < batch ? n - cursor : batch));
+    const int first = blockIdx.x * rows;
+    const int mine = n_rows - first < 0 ? 0 : (n_rows - first < rows ? n_rows - first : rows);
+
+    if (blockIdx.x == 0 && tid == 0) {  // this step's scalars, for sgd_update
+        const double clock = cfg[CFG_CLOCK_SAMPLES] != 0.0 ? ctx[CTX_SAMPLES] : ctx[CTX_STEPS];
+        const double eta = step_gain((double)n_rows, cfg) * schedule_rate(cfg, ctx, clock + 1.0);
+        const double seen = ctx[CTX_SAMPLES] + n_rows;
+        const double start = cfg[CFG_AVERAGE_START];
+        ctx[CTX_STEP_ETA] = n_rows > 0 ? eta : 0.0;
+        ctx[CTX_STEP_ROWS] = (double)n_rows;
+        ctx[CTX_STEP_L1_TOTAL] = ctx[CTX_L1_TOTAL] + (n_rows > 0 ? eta * cfg[CFG_L1] : 0.0);
+        ctx[CTX_STEP_AVERAGE_RATE] =
+            (n_rows > 0 && start > 0.0 && seen >= start) ? 1.0 / (ctx[CTX_N_AVERAGED] + 1.0) : 0.0;
+        ctx[CTX_STEP_FIRST_MOMENTUM] = ctx[CTX_MOMENTUM_STARTED] == 0.0 ? 1.0 : 0.0;
+    }
+
+    for (int r = tid; r < mine; r += threads) sample[r] = sample_at(cursor + first + r, order, cfg, ctx);
+    __syncthreads();
+    for (int e = tid; e < mine * d; e += threads) {
+        const int r = e / d, j = e - r * d;
+        x[e] = (T)widen(X[sample[r] * (index_t)d + j]);
+    }
+    for (int e = tid; e < mine * k; e += threads) {
+        const int r = e / k, c = e - r * k;
+        target[e] = Y[sample[r] * (index_t)k + c];
+    }
+    __syncthreads();
+
+    // decisions: each (row, column) pair is summed by `slices` threads, then in slice order
+    const int pairs = mine * k;
+    const int slices = pairs > 0 && pairs < threads ? threads / pairs : 1;
+    for (int e = tid; e < pairs * slices; e += threads) {
+        const int pair = e / slices, slice = e - pair * slices;
+        const int r = pair / k, c = pair - r * k;
+        T acc = T(0);
+        for (int j = slice; j < d; j += slices) acc += x[r * d + j] * W[(index_t)j * k + c];
+        dot[e] = acc;
+    }
+    const int schedule = (int)cfg[CFG_SCHEDULE];
+    const bool passive_aggressive = schedule == SCHEDULE_PA1 || schedule == SCHEDULE_PA2;
+    if (passive_aggressive) {
+        for (int r = tid; r < mine; r += threads) {
+            T s = T(0);
+            for (int j = 0; j < d; ++j) s += x[r * d + j] * x[r * d + j];
+            norm2[r] = s;
+        }
+    }
+    __syncthreads();
+
+    const int loss = (int)cfg[CFG_LOSS];
+    const T param = (T)cfg[CFG_LOSS_PARAM];
+    const T inv_rows = n_rows > 0 ? (T)(1.0 / n_rows) : T(0);
+    const double clip_dloss = cfg[CFG_CLIP_DLOSS];
+    for (int pair = tid; pair < pairs; pair += threads) {
+        const int r = pair / k, c = pair - r * k;
+        T p = T(0);
+        for (int s = 0; s < slices; ++s) p += dot[pair * slices + s];
+        p += b[c];
+        const T y = target[pair];
+        T dl;
+        T v = loss_and_derivative<T>(loss, param, p, y, &dl);
+        if (passive_aggressive) {  // the derivative becomes the PA step over eta0
+            const T eta0 = (T)cfg[CFG_ETA0], q = norm2[r];
+            T step;
+            if (schedule == SCHEDULE_PA1) step = q > T(0) ? smaller(v / q, eta0) : T(0);
+            else step = v / (q + (T)(0.5 / cfg[CFG_ETA0]));
+            const T sign = loss == LOSS_HINGE ? y : (y - p < T(0) ? T(-1) : T(1));
+            dl = -(step * sign) / eta0;
+        }
+        if (clip_dloss > 0.0) dl = smaller(larger(dl, (T)-clip_dloss), (T)clip_dloss);
+        T weight = T(1);
+        if (positive_weight != nullptr) weight = y > T(0) ? positive_weight[c] : negative_weight[c];
+        if (sample_weight != nullptr) weight = weight * sample_weight[sample[r]];
+        if (positive_weight != nullptr || sample_weight != nullptr) {
+            dl = dl * weight;
+            v = v * weight;
+        }
+        value[pair] = v;
+        g[pair] = active[c] != T(0) ? dl * inv_rows : T(0);
+    }
+    __syncthreads();
+
+    // partial gradient of this block, partial[block] = x^T g, and its column sums
+    T* out = partial + (size_t)blockIdx.x * d * k;
+    for (int e = tid; e < d * k; e += threads) {
+        const int j = e / k, c = e - j * k;
+        T acc = T(0);
+        for (int r = 0; r < mine; ++r) acc += x[r * d + j] * g[r * k + c];
+        out[e] = acc;
+    }
+    for (int c = tid; c < k; c += threads) {
+        T acc = T(0), lost = T(0);
+        for (int r = 0; r < mine; ++r) {
+            acc += g[r * k + c];
+            lost += value[r * k + c];
+        }
+        partial_b[(size_t)blockIdx.x * k + c] = acc;
+        loss_part[(size_t)blockIdx.x * k + c] = lost;
+    }
+}
+
+// Sum of the partial gradients of element i (fixed order: deterministic).
+template <typename T>
+__device__ __forceinline__ T summed_gradient(const T* partial, const T* partial_b, int i, int dk,
+                                             int k, int parts) {
+    const bool intercept = i >= dk;
+    const T* src = intercept ? partial_b + (i - dk) : partial + i;
+    const size_t stride = intercept ? (size_t)k : (size_t)dk;
+    T acc = T(0);
+    for (int p = 0; p < parts; ++p) acc += src[p * stride];
+    return acc;
+}
+
+// Sum over the block (fixed order), result broadcast to every thread.
+template <typename T>
+__device__ T block_sum(T v, T* scratch) {
+    const int tid = threadIdx.x;
+    scratch[tid] = v;
+    __syncthreads();
+    for (int width = 1; width < (int)blockDim.x; width *= 2) {
+        T other = T(0);
+        const bool takes = (tid % (2 * width)) == 0 && tid + width < (int)blockDim.x;
+        if (takes) other = scratch[tid + width];
+        __syncthreads();
+        if (takes) scratch[tid] += other;
+        __syncthreads();
+    }
+    const T total = scratch[0];
+    __syncthreads();
+    return total;
+}
+
+// Sum the partials and apply the step: clip, coupled L2, decoupled decay, momentum or
+// Nesterov in either form, the step, cumulative L1, the running average. Element-wise,
+// so any grid works, except with clip_norm, which needs the whole gradient's norm first:
+// the launcher then uses one block (and SHARED_MEMORY holds one T per thread).
+template <typename T>
+__global__ void sgd_update(T* __restrict__ W, T* __restrict__ b, T* __restrict__ buffer,
+                           T* __restrict__ buffer_b, T* __restrict__ l1_applied,
+                           T* __restrict__ average, T* __restrict__ average_b,
+                           const T* __restrict__ partial, const T* __restrict__ partial_b,
+                           const T* __restrict__ loss_part, const T* __restrict__ active,
+                           double* __restrict__ loss_total, const double* __restrict__ cfg,
+                           double* ctx, int d, int k, int parts) {
+    const int dk = d * k, total = dk + k;
+    const double eta = ctx[CTX_STEP_ETA];
+    const bool valid = ctx[CTX_STEP_ROWS] > 0.0;
+    const double clip_norm = cfg[CFG_CLIP_NORM], clip_value = cfg[CFG_CLIP_VALUE];
+    T scale = T(1);
+    if (clip_norm > 0.0) {  // one block: the joint norm of (coef, intercept) gradients
+        SHARED_MEMORY(T, scratch);
+        T squares = T(0);
+        for (int i = threadIdx.x; i < total; i += blockDim.x) {
+            const T gi = summed_gradient(partial, partial_b, i, dk, k, parts);
+            squares += gi * gi;
+        }
+        const T norm = sqrt(block_sum(squares, scratch));
+        scale = (T)clip_norm / larger(norm, (T)clip_norm);
+    }
+    const double mu = cfg[CFG_MOMENTUM], l1 = cfg[CFG_L1];
+    const bool first = ctx[CTX_STEP_FIRST_MOMENTUM] != 0.0;
+    const bool nesterov = cfg[CFG_NESTEROV] != 0.0, velocity = cfg[CFG_VELOCITY_FORM] != 0.0;
+    const bool fit_intercept = cfg[CFG_FIT_INTERCEPT] != 0.0;
+    const double average_rate = ctx[CTX_STEP_AVERAGE_RATE];
+    const double l1_total = ctx[CTX_STEP_L1_TOTAL];
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; valid && i < total;
+         i += gridDim.x * blockDim.x) {
+        const bool intercept = i >= dk;
+        const int c = intercept ? i - dk : i % k;
+        if (active[c] == T(0) || (intercept && !fit_intercept)) continue;
+        T grad = summed_gradient(partial, partial_b, i, dk, k, parts);
+        if (clip_norm > 0.0) grad = grad * scale;
+        if (clip_value > 0.0) grad = smaller(larger(grad, (T)-clip_value), (T)clip_value);
+        const double lr = intercept ? eta * cfg[CFG_INTERCEPT_SCALE] : eta;
+        const double l2 = intercept ? 0.0 : cfg[CFG_L2], decay = intercept ? 0.0 : cfg[CFG_DECAY];
+        T w = intercept ? b[i - dk] : W[i];
+        if (mu == 0.0) {
+            // both decays fold into one rescaling, clamped so a huge step never flips signs
+            const double shrink = larger(1.0 - lr * (l2 + decay), 0.0);
+            if (shrink != 1.0) w = w * (T)shrink;
+            w = w - (T)lr * grad;
+        } else {
+            if (l2 != 0.0) grad = grad + (T)l2 * w;
+            if (decay != 0.0) w = w * (T)(1.0 - lr * decay);
+            T* slot = intercept ? buffer_b + (i - dk) : buffer + i;
+            if (!velocity) {
+                const T m = first ? grad : (T)mu * *slot + (T)(1.0 - cfg[CFG_DAMPENING]) * grad;
+                *slot = m;
+                w = w - (T)lr * (nesterov ? grad + (T)mu * m : m);
+            } else {
+                const T v = first ? -(T)lr * grad : (T)mu * *slot - (T)lr * grad;
+                *slot = v;
+                w = nesterov ? w + (T)mu * v - (T)lr * grad : w + v;
+            }
+        }
+        if (!intercept && l1 != 0.0) {  // cumulative truncated L1: toward 0, never across
+            const T u = (T)l1_total, q = l1_applied[i], before = w;
+            if (w > T(0)) w = larger(w - (u + q), T(0));
+            else if (w < T(0)) w = smaller(w + (u - q), T(0));
+            l1_applied[i] = q + (w - before);
+        }
+        if (intercept) b[i - dk] = w;
+        else W[i] = w;
+        if (average_rate > 0.0) {
+            T* a = intercept ? average_b + (i - dk) : average + i;
+            *a = *a + (T)average_rate * (w - *a);
+        }
+    }
+    if (blockIdx.x == 0) {
+        for (int c = threadIdx.x; c < k; c += blockDim.x) {  // epoch loss, in block order
+            double acc = loss_total[c];
+            for (int p = 0; p < parts; ++p) acc += (double)loss_part[(size_t)p * k + c];
+            loss_total[c] = acc;
+        }
+        if (threadIdx.x == 0 && valid) {  // advance the clock for the next step
+            const double rows = ctx[CTX_STEP_ROWS];
+            ctx[CTX_CURSOR] += rows;
+            ctx[CTX_STEPS] += 1.0;
+            ctx[CTX_SAMPLES] += rows;
+            ctx[CTX_L1_TOTAL] = l1_total;
+            if (average_rate > 0.0) ctx[CTX_N_AVERAGED] += 1.0;
+            if (mu != 0.0) ctx[CTX_MOMENTUM_STARTED] = 1.0;
+        }
+    }
+}
+
+// End of an epoch (one block): per column loss, sum w^2 and sum |w|; a finiteness probe
+// (sum of W and b in T, so an overflow shows); the clock. Then rewind for the next epoch.
+template <typename T>
+__global__ void sgd_end_epoch(const T* __restrict__ W, const T* __restrict__ b,
+                              double* __restrict__ loss_total, double* __restrict__ summary,
+                              double* ctx, int d, int k) {
+    SHARED_MEMORY(double, scratch);
+    T probe = T(0);
+    for (int c = 0; c < k; ++c) {
+        double squares = 0.0, sum_abs = 0.0;
+        for (int j = threadIdx.x; j < d; j += blockDim.x) {
+            const T w = W[(index_t)j * k + c];
+            squares += (double)w * (double)w;
+            sum_abs += (double)absolute(w);
+            probe += w;
+        }
+        squares = block_sum(squares, scratch);
+        sum_abs = block_sum(sum_abs, scratch);
+        if (threadIdx.x == 0) {
+            summary[SUMMARY_COLUMN_FIELDS * c + SUMMARY_LOSS] = loss_total[c];
+            summary[SUMMARY_COLUMN_FIELDS * c + SUMMARY_SQUARES] = squares;
+            summary[SUMMARY_COLUMN_FIELDS * c + SUMMARY_ABSOLUTE] = sum_abs;
+        }
+    }
+    for (int c = threadIdx.x; c < k; c += blockDim.x) probe += b[c];
+    const double probe_total = block_sum((double)probe, scratch);
+    if (threadIdx.x == 0) {
+        double* tail = summary + SUMMARY_COLUMN_FIELDS * k;
+        tail[SUMMARY_PROBE] = probe_total;
+        tail[SUMMARY_STEPS] = ctx[CTX_STEPS];
+        tail[SUMMARY_SAMPLES] = ctx[CTX_SAMPLES];
+        tail[SUMMARY_L1_TOTAL] = ctx[CTX_L1_TOTAL];
+        tail[SUMMARY_N_AVERAGED] = ctx[CTX_N_AVERAGED];
+        for (int c = 0; c < k; ++c) loss_total[c] = 0.0;
+        ctx[CTX_CURSOR] = 0.0;
+        ctx[CTX_EPOCH] += 1.0;
+    }
+}
+
+// The epoch's row order as the kernels see it (tests, and the reference engine's twin).
+__global__ void sgd_epoch_order(index_t* __restrict__ out, const double* __restrict__ cfg,
+                                const double* __restrict__ ctx, index_t n) {
+    for (index_t i = blockIdx.x * (index_t)blockDim.x + threadIdx.x; i < n;
+         i += (index_t)gridDim.x * blockDim.x)
+        out[i] = sample_at(i, nullptr, cfg, ctx);
+}
