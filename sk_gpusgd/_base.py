@@ -37,6 +37,7 @@ from ._backend import (
     resolve_compute_namespace,
     to_namespace,
 )
+from ._cuda.driver import select_engine
 from ._engine import EngineConfig, TrainingData, TrainingState, run
 from ._losses import make_loss
 from ._optim import MOMENTUM_FORMS, OptimizerConfig
@@ -289,7 +290,8 @@ class BaseSGD(BaseEstimator):
 
         random_state = check_random_state(self.random_state)
         shuffle_rng = np.random.RandomState(random_state.randint(np.iinfo(np.int32).max))
-        report = run(
+        engine = select_engine(xp, data, config, reference=run)
+        report = engine(
             xp,
             state,
             data,

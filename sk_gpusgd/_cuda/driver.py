@@ -91,10 +91,19 @@ class LaunchPlan:
     end_threads: int
 
 
-def make_plan(n_samples, n_features, n_outputs, batch_size, itemsize, clip_norm, threads):
+def make_plan(
+    n_samples,
+    n_features,
+    n_outputs,
+    batch_size,
+    itemsize,
+    clip_norm,
+    threads,
+    max_rows_per_block=MAX_ROWS_PER_BLOCK,
+):
     """Rows per block and grids; None when one row does not fit in shared memory."""
     batch = min(batch_size, n_samples)
-    rows = min(MAX_ROWS_PER_BLOCK, batch)
+    rows = min(max_rows_per_block, batch)
     while rows > 0:
         shared = launcher.forward_shared_bytes(rows, n_features, n_outputs, threads, itemsize)
         if shared <= MAX_SHARED_BYTES:
@@ -222,9 +231,24 @@ class FusedFit:
         Key of the bijection.
     threads : int, optional
         Threads per block (default: 256 on a GPU, 32 in the emulation).
+    max_rows_per_block : int
+        Upper bound on the batch rows one forward block takes.
+    chunk_steps : int
+        Steps per captured graph.
     """
 
-    def __init__(self, backend, state, data, config, shuffle_mode, seed, threads=None):
+    def __init__(
+        self,
+        backend,
+        state,
+        data,
+        config,
+        shuffle_mode,
+        seed,
+        threads=None,
+        max_rows_per_block=MAX_ROWS_PER_BLOCK,
+        chunk_steps=CHUNK_STEPS,
+    ):
         self.backend = backend
         xp = backend.xp
         self.xp = xp
@@ -239,7 +263,14 @@ class FusedFit:
         if threads is None:
             threads = 32 if backend.name == "emulated" else 256
         plan = make_plan(
-            self.n, self.d, self.k, config.batch_size, itemsize, opt.clip_norm is not None, threads
+            self.n,
+            self.d,
+            self.k,
+            config.batch_size,
+            itemsize,
+            opt.clip_norm is not None,
+            threads,
+            max_rows_per_block,
         )
         if plan is None:
             raise ValueError("this shape does not fit the kernels' shared-memory plan")
@@ -308,6 +339,7 @@ class FusedFit:
         )  # fmt: skip
         self.end_args = (self.W, self.b, self.loss_total, self.summary, self.ctx, i32(d), i32(k))
         self.steps_per_epoch = -(-self.n // config.batch_size)
+        self.chunk_steps = chunk_steps
         self._graphs = None
 
     # ------------------------------------------------------------------ launches
@@ -328,7 +360,7 @@ class FusedFit:
 
     def capture(self):
         """Graphs of a chunk of steps and of the remainder, recorded once per fit."""
-        chunk = min(CHUNK_STEPS, self.steps_per_epoch)
+        chunk = min(self.chunk_steps, self.steps_per_epoch)
         full, rest = divmod(self.steps_per_epoch, chunk)
         chunk_graph = self.backend.capture(lambda: self.steps(chunk))
         rest_graph = self.backend.capture(lambda: self.steps(rest)) if rest else None
@@ -401,8 +433,13 @@ def _shuffle_mode(config, backend) -> int:
 
 
 def graphs_enabled(total_steps: int) -> bool:
-    """Graphs unless switched off, or the fit is too small to repay the capture."""
-    return os.environ.get(ENV_GRAPHS, "1") != "0" and total_steps >= MIN_GRAPH_STEPS
+    """``SK_GPUSGD_CUDA_GRAPHS``: '0' never, 'always' always, else for fits big enough."""
+    mode = os.environ.get(ENV_GRAPHS, "auto")
+    if mode not in ("0", "1", "auto", "always"):
+        raise ValueError(f"{ENV_GRAPHS} must be '0', '1', 'auto' or 'always', got {mode!r}")
+    if mode == "0":
+        return False
+    return mode == "always" or total_steps >= MIN_GRAPH_STEPS
 
 
 def run(
@@ -416,12 +453,14 @@ def run(
     validation_score=None,
     use_stopping_rule: bool = True,
     backend: Any = None,
+    launch_options: dict | None = None,
 ) -> RunReport:
     """Train ``state`` in place on the kernels; the contract of :func:`sk_gpusgd._engine.run`.
 
-    ``backend`` defaults to CuPy for CuPy input and to the CPU emulation for NumPy input.
-    The stopping rule, the adaptive schedule, early stopping and the divergence check
-    are the reference engine's, applied to the per-epoch summary.
+    ``backend`` defaults to CuPy for CuPy input and to the CPU emulation for NumPy input;
+    ``launch_options`` (``threads``, ``max_rows_per_block``, ``chunk_steps``) reshape the
+    grids and graphs (tests use small ones). The stopping rule, the adaptive schedule, early stopping and the
+    divergence check are the reference engine's, applied to the per-epoch summary.
     """
     backend = backend if backend is not None else _backend_for(xp)
     shuffle_mode = _shuffle_mode(config, backend)
@@ -431,7 +470,7 @@ def run(
         next_permutation = permutation_source(backend.xp, random_state, data.X)
     elif shuffle_mode == _constant("SHUFFLE_BIJECTION"):
         seed = int(random_state.randint(np.iinfo(np.int32).max))
-    fit = FusedFit(backend, state, data, config, shuffle_mode, seed)
+    fit = FusedFit(backend, state, data, config, shuffle_mode, seed, **(launch_options or {}))
     use_graphs = graphs_enabled(fit.steps_per_epoch * max_epochs)
     report = RunReport()
     best_objective, best_score = math.inf, -math.inf

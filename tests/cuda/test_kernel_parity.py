@@ -1,0 +1,186 @@
+"""The kernels (host emulation) against the reference engine, option by option.
+
+float64, the same row order on both sides (the reference engine's permutations), ragged
+shapes: 37 rows in batches of 8 (a last batch of 5), forward blocks of 3 rows (a block
+with 2 rows and one with none), 1, 3 and 10 outputs. Agreement to 1e-5 relative.
+"""
+
+import numpy as np
+import pytest
+from conftest import assert_same_training, make_config, make_problem, train_both
+
+from sk_gpusgd._engine import TrainingData
+
+CLASSIFICATION_LOSSES = ["hinge", "perceptron", "log_loss", "modified_huber", "squared_hinge"]
+REGRESSION_LOSSES = ["squared_error", "huber", "epsilon_insensitive", "squared_epsilon_insensitive"]
+
+
+def _data(task, k, **kwargs):
+    X, Y = make_problem(k=k, task=task, **kwargs)
+    return TrainingData(X=X, targets=Y)
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+@pytest.mark.parametrize("loss", CLASSIFICATION_LOSSES + REGRESSION_LOSSES)
+def test_every_loss_and_output_count(emulated, loss, k):
+    task = "classification" if loss in CLASSIFICATION_LOSSES else "regression"
+    eta0 = 0.05 if task == "classification" else 0.01
+    config = make_config(loss=loss, eta0=eta0, optimizer={"l2": 1e-3})
+    assert_same_training(*train_both(_data(task, k), config, backend=emulated))
+
+
+@pytest.mark.parametrize(
+    "schedule, loss, options",
+    [
+        ("constant", "hinge", {}),
+        ("optimal", "log_loss", {}),
+        ("invscaling", "modified_huber", {}),
+        ("pa1", "hinge", {}),
+        ("pa2", "hinge", {}),
+        ("pa1", "epsilon_insensitive", {}),
+        ("pa2", "squared_epsilon_insensitive", {}),
+        # the adaptive rate drops during the fit (tol reached every epoch)
+        ("adaptive", "log_loss", {"tol": 1e9, "n_iter_no_change": 1}),
+    ],
+)
+def test_every_schedule(emulated, schedule, loss, options):
+    task = "regression" if "epsilon" in loss else "classification"
+    config = make_config(loss=loss, schedule=schedule, eta0=0.02, **options)
+    reference, kernels = train_both(_data(task, 3), config, epochs=4, backend=emulated)
+    assert_same_training(reference, kernels)
+    if schedule == "adaptive":
+        assert kernels[0].adaptive_eta < 0.02 / 5 / 5
+
+
+OPTIMIZERS = {
+    "l2": {"l2": 1e-2},
+    "decoupled": {"decoupled_decay": 1e-1},
+    "l1": {"l1": 1e-2},
+    "elasticnet": {"l1": 5e-3, "l2": 5e-3},
+    "momentum": {"momentum": 0.9, "l2": 1e-3},
+    "dampening": {"momentum": 0.9, "dampening": 0.3},
+    "nesterov": {"momentum": 0.9, "nesterov": True},
+    "momentum-decoupled": {"momentum": 0.5, "decoupled_decay": 1e-1, "l2": 1e-3},
+    "velocity": {"momentum": 0.9, "momentum_form": "velocity"},
+    "velocity-nesterov": {"momentum": 0.9, "nesterov": True, "momentum_form": "velocity"},
+    "clip-value": {"clip_value": 0.05},
+    "clip-norm": {"clip_norm": 0.1},
+    "clip-norm-momentum-l1": {"clip_norm": 0.1, "momentum": 0.5, "l1": 1e-3},
+}
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_every_optimizer_option(emulated, name, k):
+    config = make_config(loss="log_loss", eta0=0.1, optimizer=OPTIMIZERS[name])
+    assert_same_training(*train_both(_data("classification", k), config, backend=emulated))
+
+
+@pytest.mark.parametrize("average_start", [1, 20, 100])
+def test_averaging_from_any_sample(emulated, average_start):
+    config = make_config(loss="squared_error", eta0=0.02, average_start=average_start)
+    assert_same_training(*train_both(_data("regression", 3), config, backend=emulated))
+
+
+def test_sample_and_class_weights(emulated):
+    X, Y = make_problem(k=3)
+    rng = np.random.default_rng(1)
+    data = TrainingData(
+        X=X,
+        targets=Y,
+        sample_weight=rng.uniform(0.0, 3.0, X.shape[0]),
+        positive_weight=np.array([1.0, 2.0, 0.5]),
+        negative_weight=np.array([0.7, 1.0, 3.0]),
+    )
+    config = make_config(loss="modified_huber", optimizer={"momentum": 0.5})
+    assert_same_training(*train_both(data, config, backend=emulated))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"fit_intercept": False}, {"intercept_scale": 0.01}, {"shuffle": False}],
+    ids=["no-intercept", "intercept-scale", "no-shuffle"],
+)
+def test_loop_options(emulated, options):
+    config = make_config(loss="hinge", optimizer={"momentum": 0.9}, **options)
+    assert_same_training(*train_both(_data("classification", 3), config, backend=emulated))
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 37, 64])
+def test_batch_sizes(emulated, batch_size):
+    config = make_config(loss="log_loss", batch_size=batch_size, optimizer={"l2": 1e-3})
+    assert_same_training(*train_both(_data("classification", 3), config, backend=emulated))
+
+
+@pytest.mark.parametrize("threads, rows", [(32, 1), (64, 8), (128, 32)])
+def test_launch_shapes(emulated, threads, rows):
+    launch = {"threads": threads, "max_rows_per_block": rows, "chunk_steps": 3}
+    config = make_config(loss="squared_hinge", optimizer={"momentum": 0.9, "clip_norm": 1.0})
+    data = _data("classification", 10, n=53, d=7)
+    assert_same_training(*train_both(data, config, launch=launch, backend=emulated))
+
+
+def test_continuing_state_keeps_momentum_and_clock(emulated):
+    """A second call continues the first (partial_fit): buffers, clock, L1 and averages."""
+    from sk_gpusgd._cuda import driver
+    from sk_gpusgd._engine import run
+    from conftest import SMALL_LAUNCH, fresh_state
+
+    data = _data("classification", 3)
+    config = make_config(
+        loss="log_loss", average_start=10, optimizer={"momentum": 0.9, "l1": 1e-3}
+    )
+    reference, kernels = fresh_state(20, 3), fresh_state(20, 3)
+    for call in range(3):
+        run(np, reference, data, config, max_epochs=1, random_state=np.random.RandomState(call))
+        driver.run(
+            np,
+            kernels,
+            data,
+            config,
+            max_epochs=1,
+            random_state=np.random.RandomState(call),
+            backend=emulated,
+            launch_options=SMALL_LAUNCH,
+        )
+    assert kernels.steps == 15 and kernels.samples_seen == 111
+    for name in ("coef", "intercept", "coef_buffer", "l1_applied", "average_coef"):
+        np.testing.assert_allclose(getattr(kernels, name), getattr(reference, name), rtol=1e-5)
+
+
+def test_float32_matches_reference_in_float32(emulated):
+    X, Y = make_problem(k=3, dtype=np.float32)
+    config = make_config(loss="log_loss", optimizer={"momentum": 0.9, "l2": 1e-3})
+    reference, kernels = train_both(TrainingData(X=X, targets=Y), config, backend=emulated)
+    assert kernels[0].coef.dtype == np.float32
+    assert_same_training(reference, kernels, rtol=2e-4, atol=1e-6)
+
+
+def test_float16_x_with_float32_master_weights(emulated):
+    X, Y = make_problem(k=3, dtype=np.float32)
+    data = TrainingData(X=X.astype(np.float16), targets=Y)
+    config = make_config(loss="hinge", compute_dtype=np.float32, optimizer={"momentum": 0.5})
+    reference, kernels = train_both(data, config, backend=emulated)
+    assert kernels[0].coef.dtype == np.float32
+    assert_same_training(reference, kernels, rtol=2e-4, atol=1e-6)
+
+
+def test_divergence_is_reported(emulated):
+    from sk_gpusgd._engine import DivergenceError
+
+    X, Y = make_problem(k=1, task="regression")
+    config = make_config(loss="squared_error", schedule="constant", eta0=1e6)
+    from sk_gpusgd._cuda import driver
+    from conftest import SMALL_LAUNCH, fresh_state
+
+    with pytest.raises(DivergenceError, match="overflowed"):
+        driver.run(
+            np,
+            fresh_state(20, 1),
+            TrainingData(X=X * 1e3, targets=Y),
+            config,
+            max_epochs=5,
+            random_state=np.random.RandomState(0),
+            backend=emulated,
+            launch_options=SMALL_LAUNCH,
+        )
