@@ -459,8 +459,9 @@ def run(
 
     ``backend`` defaults to CuPy for CuPy input and to the CPU emulation for NumPy input;
     ``launch_options`` (``threads``, ``max_rows_per_block``, ``chunk_steps``) reshape the
-    grids and graphs (tests use small ones). The stopping rule, the adaptive schedule, early stopping and the
-    divergence check are the reference engine's, applied to the per-epoch summary.
+    grids and graphs (tests use small ones). The stopping rule, the adaptive schedule,
+    early stopping and the divergence check are the reference engine's, applied to the
+    per-epoch summary.
     """
     backend = backend if backend is not None else _backend_for(xp)
     shuffle_mode = _shuffle_mode(config, backend)
@@ -528,3 +529,20 @@ def run(
                         print(f"Convergence after {epoch + 1} epochs")
                     break
     return report
+
+
+def epoch_order(backend, n_samples: int, seed: int, epoch: int) -> np.ndarray:
+    """The row order the kernels use in ``epoch`` under the bijection, on the host."""
+    xp = backend.xp
+    cfg = np.zeros(_constant("CFG_SIZE"), dtype=np.float64)
+    cfg[_constant("CFG_N_SAMPLES")] = n_samples
+    cfg[_constant("CFG_SHUFFLE")] = _constant("SHUFFLE_BIJECTION")
+    cfg[_constant("CFG_SEED")] = seed
+    ctx = np.zeros(_constant("CTX_SIZE"), dtype=np.float64)
+    ctx[_constant("CTX_EPOCH")] = epoch
+    out = xp.zeros((n_samples,), dtype=xp.int64)
+    threads = 32 if backend.name == "emulated" else 256
+    grid = max(1, min(-(-n_samples // threads), 1024))
+    args = (out, xp.asarray(cfg), xp.asarray(ctx), np.int64(n_samples))
+    backend.launch(launcher.ORDER_KERNEL, grid, threads, 0, args)
+    return np.asarray(backend.to_host(out))

@@ -196,7 +196,7 @@ def emulation_cpp() -> str:
 _BUILD_DIR: Path | None = None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def build_emulation(sanitize: str | None = None, os_threads: bool = False) -> Path:
     """Compile the emulation library once per process into a temporary directory."""
     global _BUILD_DIR

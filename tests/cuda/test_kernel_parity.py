@@ -122,14 +122,13 @@ def test_launch_shapes(emulated, threads, rows):
 
 def test_continuing_state_keeps_momentum_and_clock(emulated):
     """A second call continues the first (partial_fit): buffers, clock, L1 and averages."""
-    from sk_gpusgd._cuda import driver
-    from sk_gpusgd._engine import run
     from conftest import SMALL_LAUNCH, fresh_state
 
+    from sk_gpusgd._cuda import driver
+    from sk_gpusgd._engine import run
+
     data = _data("classification", 3)
-    config = make_config(
-        loss="log_loss", average_start=10, optimizer={"momentum": 0.9, "l1": 1e-3}
-    )
+    config = make_config(loss="log_loss", average_start=10, optimizer={"momentum": 0.9, "l1": 1e-3})
     reference, kernels = fresh_state(20, 3), fresh_state(20, 3)
     for call in range(3):
         run(np, reference, data, config, max_epochs=1, random_state=np.random.RandomState(call))
@@ -170,8 +169,9 @@ def test_divergence_is_reported(emulated):
 
     X, Y = make_problem(k=1, task="regression")
     config = make_config(loss="squared_error", schedule="constant", eta0=1e6)
-    from sk_gpusgd._cuda import driver
     from conftest import SMALL_LAUNCH, fresh_state
+
+    from sk_gpusgd._cuda import driver
 
     with pytest.raises(DivergenceError, match="overflowed"):
         driver.run(
