@@ -7,7 +7,7 @@ with 2 rows and one with none), 1, 3 and 10 outputs. Agreement to 1e-5 relative.
 
 import numpy as np
 import pytest
-from conftest import assert_same_training, make_config, make_problem, train_both
+from kernel_helpers import assert_same_training, make_config, make_problem, train_both
 
 from sk_gpusgd._engine import TrainingData
 
@@ -122,7 +122,7 @@ def test_launch_shapes(emulated, threads, rows):
 
 def test_continuing_state_keeps_momentum_and_clock(emulated):
     """A second call continues the first (partial_fit): buffers, clock, L1 and averages."""
-    from conftest import SMALL_LAUNCH, fresh_state
+    from kernel_helpers import SMALL_LAUNCH, fresh_state
 
     from sk_gpusgd._cuda import driver
     from sk_gpusgd._engine import run
@@ -169,7 +169,7 @@ def test_divergence_is_reported(emulated):
 
     X, Y = make_problem(k=1, task="regression")
     config = make_config(loss="squared_error", schedule="constant", eta0=1e6)
-    from conftest import SMALL_LAUNCH, fresh_state
+    from kernel_helpers import SMALL_LAUNCH, fresh_state
 
     from sk_gpusgd._cuda import driver
 

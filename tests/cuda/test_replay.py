@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import SMALL_LAUNCH, fresh_state, make_config, make_problem
+from kernel_helpers import SMALL_LAUNCH, fresh_state, make_config, make_problem
 
 from sk_gpusgd._cuda import driver, launcher
 from sk_gpusgd._engine import TrainingData

@@ -5,7 +5,13 @@ import math
 
 import numpy as np
 import pytest
-from conftest import SMALL_LAUNCH, assert_same_training, fresh_state, make_config, make_problem
+from kernel_helpers import (
+    SMALL_LAUNCH,
+    assert_same_training,
+    fresh_state,
+    make_config,
+    make_problem,
+)
 from scipy.stats import chisquare
 
 from sk_gpusgd._cuda import driver
