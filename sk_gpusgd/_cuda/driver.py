@@ -126,19 +126,49 @@ def make_plan(
 
 def fused_reason(xp, data, config) -> str | None:
     """Why this fit cannot run on the kernels (None when it can)."""
-    if is_sparse(data.X):
-        return "sparse X is trained by the reference engine"
-    storage = dtype_name(data.X)
-    if storage not in STORAGE_DTYPES:
-        return f"X of dtype {storage} has no kernel"
     compute = dtype_name(data.targets)
     if compute not in launcher.COMPUTE_DTYPES:
         return f"compute dtype {compute} has no kernel"
+    if is_sparse(data.X):
+        return sparse_fused_reason(data, config)
+    storage = dtype_name(data.X)
+    if storage not in STORAGE_DTYPES:
+        return f"X of dtype {storage} has no kernel"
     n, d = data.X.shape
     itemsize = 8 if compute == "float64" else 4
     plan = make_plan(n, d, int(data.targets.shape[1]), config.batch_size, itemsize, False, 32)
     if plan is None:
         return f"a row of {d} features does not fit in one block's shared memory"
+    return None
+
+
+def sparse_plan(batch_size, n_samples, n_outputs, itemsize, threads, max_rows=MAX_ROWS_PER_BLOCK):
+    """(rows per block, blocks, shared bytes) of the sparse forward; None when it cannot fit."""
+    rows = min(max_rows, batch_size, n_samples)
+    while rows > 0 and launcher.sparse_forward_shared_bytes(rows, n_outputs, itemsize) > (
+        MAX_SHARED_BYTES
+    ):
+        rows //= 2
+    if rows == 0:
+        return None
+    blocks = -(-min(batch_size, n_samples) // rows)
+    return rows, blocks, launcher.sparse_forward_shared_bytes(rows, n_outputs, itemsize)
+
+
+def sparse_fused_reason(data, config) -> str | None:
+    """Why a CSR fit cannot run on the sparse kernels (None when it can)."""
+    if config.average_start:
+        return "averaging on sparse X is trained by the reference engine"
+    if config.optimizer.clip_norm is not None:
+        return "clip_norm on sparse X is trained by the reference engine"
+    if dtype_name(data.X.data) != dtype_name(data.targets):
+        return "sparse X values must have the compute dtype"
+    if data.X.nnz >= 2**31 or data.X.shape[1] >= 2**31:
+        return "sparse X too large for 32-bit indices"
+    itemsize = data.targets.dtype.itemsize
+    plan = sparse_plan(config.batch_size, data.X.shape[0], int(data.targets.shape[1]), itemsize, 32)
+    if plan is None:
+        return "too many outputs for one block's shared memory"
     return None
 
 
@@ -237,6 +267,13 @@ class FusedFit:
         Steps per captured graph.
     """
 
+    sparse = False
+
+    def __new__(cls, backend, state, data, *args, **kwargs):
+        if cls is FusedFit and is_sparse(data.X):
+            return super().__new__(SparseFusedFit)
+        return super().__new__(cls)
+
     def __init__(
         self,
         backend,
@@ -254,7 +291,7 @@ class FusedFit:
         self.xp = xp
         self.config = config
         opt = config.optimizer
-        self.X = xp.ascontiguousarray(data.X)
+        self.X = data.X if self.sparse else xp.ascontiguousarray(data.X)
         self.Y = xp.ascontiguousarray(data.targets)
         self.dtype = dtype_name(self.Y)
         self.n, self.d = (int(s) for s in self.X.shape)
@@ -262,9 +299,11 @@ class FusedFit:
         itemsize = self.Y.dtype.itemsize
         if threads is None:
             threads = 32 if backend.name == "emulated" else 256
+        self.threads = threads
+        self.max_rows_per_block = max_rows_per_block
         plan = make_plan(
             self.n,
-            self.d,
+            1 if self.sparse else self.d,  # sparse rows never go to shared memory
             self.k,
             config.batch_size,
             itemsize,
@@ -298,9 +337,10 @@ class FusedFit:
         self.average = own(state.average_coef, (d, k)) if averaging else None
         self.average_b = own(state.average_intercept, (k,)) if averaging else None
         self.active = xp.ones((k,), dtype=self.Y.dtype)
-        self.partial = xp.zeros((plan.blocks, d, k), dtype=self.Y.dtype)
-        self.partial_b = xp.zeros((plan.blocks, k), dtype=self.Y.dtype)
-        self.loss_part = xp.zeros((plan.blocks, k), dtype=self.Y.dtype)
+        if not self.sparse:
+            self.partial = xp.zeros((plan.blocks, d, k), dtype=self.Y.dtype)
+            self.partial_b = xp.zeros((plan.blocks, k), dtype=self.Y.dtype)
+            self.loss_part = xp.zeros((plan.blocks, k), dtype=self.Y.dtype)
         self.loss_total = xp.zeros((k,), dtype=xp.float64)
         self.summary = xp.zeros(
             (_constant("SUMMARY_COLUMN_FIELDS") * k + _constant("SUMMARY_TAIL"),),
@@ -317,11 +357,22 @@ class FusedFit:
         ctx[_constant("CTX_SAMPLES")] = state.samples_seen
         ctx[_constant("CTX_L1_TOTAL")] = state.l1_total
         ctx[_constant("CTX_N_AVERAGED")] = state.n_averaged
-        ctx[_constant("CTX_MOMENTUM_STARTED")] = state.coef_buffer is not None
+        started = state.intercept_buffer if self.sparse else state.coef_buffer
+        self.started_before = started is not None
+        self.initial_steps = state.steps
+        ctx[_constant("CTX_MOMENTUM_STARTED")] = self.started_before
+        ctx[_constant("CTX_SCALE")] = 1.0
         eta = state.adaptive_eta if state.adaptive_eta is not None else config.schedule.eta0
         ctx[_constant("CTX_ADAPTIVE_ETA")] = eta
         self.ctx = xp.asarray(ctx)
 
+        self.steps_per_epoch = -(-self.n // config.batch_size)
+        self.chunk_steps = chunk_steps
+        self._graphs = None
+        self._prepare_launches()
+
+    def _prepare_launches(self) -> None:
+        plan, d, k = self.plan, self.d, self.k
         storage = dtype_name(self.X)
         self.forward_name = launcher.forward_name(storage, self.dtype)
         self.update_name = launcher.update_name(self.dtype)
@@ -338,9 +389,6 @@ class FusedFit:
             self.loss_total, self.cfg, self.ctx, i32(d), i32(k), i32(plan.blocks),
         )  # fmt: skip
         self.end_args = (self.W, self.b, self.loss_total, self.summary, self.ctx, i32(d), i32(k))
-        self.steps_per_epoch = -(-self.n // config.batch_size)
-        self.chunk_steps = chunk_steps
-        self._graphs = None
 
     # ------------------------------------------------------------------ launches
     def step(self) -> None:
@@ -405,6 +453,80 @@ class FusedFit:
             state.l1_applied = self.l1_applied
         if self.average is not None and state.n_averaged > 0:
             state.average_coef, state.average_intercept = self.average, self.average_b
+
+
+class SparseFusedFit(FusedFit):
+    """:class:`FusedFit` over CSR rows: three launches per step (``sgd_sparse_forward``,
+    ``sgd_sparse_update``, ``sgd_sparse_rescale``) and the lazy updates of the reference
+    engine's sparse path, with no host work per batch.
+
+    The gradient of a column shared by several rows of a batch is summed with float
+    atomics: in launch order on the CPU emulation, in any order on a GPU, so there graph
+    replay and eager launches agree to rounding, not bit for bit.
+    """
+
+    sparse = True
+
+    def _prepare_launches(self) -> None:
+        xp, d, k, i32 = self.xp, self.d, self.k, np.int32
+        X = self.X
+        self.indptr = xp.ascontiguousarray(X.indptr, dtype=xp.int32)
+        self.indices = xp.ascontiguousarray(X.indices, dtype=xp.int32)
+        self.values = xp.ascontiguousarray(X.data, dtype=self.Y.dtype)
+        itemsize = self.Y.dtype.itemsize
+        rows, blocks, shared = sparse_plan(
+            self.config.batch_size, self.n, k, itemsize, self.threads, self.max_rows_per_block
+        )
+        self.sparse_rows, self.sparse_blocks, self.sparse_shared = rows, blocks, shared
+        self.gradient = xp.zeros((d, k), dtype=self.Y.dtype)
+        self.stamp = xp.full((d,), -1, dtype=xp.int32)
+        self.touched = xp.zeros((d,), dtype=xp.int32)
+        self.counters = xp.zeros((2,), dtype=xp.int32)
+        self.g_rows = xp.zeros((min(self.config.batch_size, self.n), k), dtype=self.Y.dtype)
+        self.loss_part = xp.zeros((blocks, k), dtype=self.Y.dtype)
+        if self.config.optimizer.uses_momentum and self.buffer is None:
+            self.buffer = xp.zeros((d, k), dtype=self.Y.dtype)
+        names = launcher.sparse_names(self.dtype)
+        self.forward_name, self.update_name = names["forward"], names["update"]
+        self.rescale_name, self.fold_name = names["rescale"], names["fold"]
+        self.end_name = launcher.end_epoch_name(self.dtype)
+        self.forward_args = (
+            self.indptr, self.indices, self.values, self.Y, self.sample_weight,
+            self.positive_weight, self.negative_weight, self.order, self.W, self.b,
+            self.l1_applied, self.active, self.g_rows, self.loss_part, self.gradient,
+            self.stamp, self.touched, self.counters, self.cfg, self.ctx, i32(d), i32(k),
+            i32(rows),
+        )  # fmt: skip
+        self.update_args = (
+            self.W, self.b, self.buffer, self.buffer_b, self.l1_applied, self.gradient,
+            self.g_rows, self.touched, self.counters, self.loss_part, self.active,
+            self.loss_total, self.cfg, self.ctx, i32(d), i32(k), i32(blocks),
+        )  # fmt: skip
+        self.rescale_args = (self.W, self.stamp, self.ctx, i32(d), i32(k))
+        self.fold_args = (self.W, self.l1_applied, self.ctx, i32(d), i32(k))
+        self.end_args = (self.W, self.b, self.loss_total, self.summary, self.ctx, i32(d), i32(k))
+        self.wide_grid = max(1, min(-(-d * k // self.threads), 1024))
+
+    def step(self) -> None:
+        """One lazy sparse step: three launches, no host work."""
+        launch, threads, grid = self.backend.launch, self.threads, self.wide_grid
+        launch(
+            self.forward_name, self.sparse_blocks, threads, self.sparse_shared, self.forward_args
+        )
+        launch(self.update_name, grid, threads, 0, self.update_args)
+        launch(self.rescale_name, grid, threads, 0, self.rescale_args)
+
+    def end_epoch(self) -> np.ndarray:
+        self.backend.launch(self.fold_name, self.wide_grid, self.threads, 0, self.fold_args)
+        return super().end_epoch()
+
+    def store(self, state, summary: np.ndarray) -> None:
+        super().store(state, summary)
+        if self.buffer is not None:  # lazy buffers exist from the start, as the reference's
+            state.coef_buffer = self.buffer
+            started = self.started_before or state.steps > self.initial_steps
+            fit_intercept = self.config.fit_intercept and started
+            state.intercept_buffer = self.buffer_b if fit_intercept else None
 
 
 def epoch_report(summary: np.ndarray, k: int, n_samples: int, optimizer):

@@ -71,7 +71,12 @@
 #define CTX_STEP_L1_TOTAL 10
 #define CTX_STEP_AVERAGE_RATE 11
 #define CTX_STEP_FIRST_MOMENTUM 12
-#define CTX_SIZE 16
+#define CTX_SCALE 13          // sparse: W holds coef / scale (lazy L2 and decay)
+#define CTX_STEP_SCALE 14     // sparse: scale after this step, before renormalisation
+#define CTX_STEP_INDEX 15     // sparse: this step's number, scale and L1 total before it
+#define CTX_STEP_OLD_SCALE 16
+#define CTX_STEP_OLD_L1_TOTAL 17
+#define CTX_SIZE 24
 
 // summary written by sgd_end_epoch: per column loss, sum w^2, sum |w|; then probe and clock
 #define SUMMARY_LOSS 0
@@ -106,6 +111,7 @@
 #define SHUFFLE_BIJECTION 2   // keyed Feistel bijection: no memory, no per-epoch work
 
 #define FEISTEL_ROUNDS 10
+#define SPARSE_MIN_SCALE 1e-9  // renormalise the sparse weight scale below this
 
 typedef long long index_t;
 
@@ -522,6 +528,7 @@ __global__ void sgd_end_epoch(const T* __restrict__ W, const T* __restrict__ b,
         for (int c = 0; c < k; ++c) loss_total[c] = 0.0;
         ctx[CTX_CURSOR] = 0.0;
         ctx[CTX_EPOCH] += 1.0;
+        ctx[CTX_SCALE] = 1.0;  // sgd_sparse_fold has folded it into W
     }
 }
 
@@ -531,4 +538,257 @@ __global__ void sgd_epoch_order(index_t* __restrict__ out, const double* __restr
     for (index_t i = blockIdx.x * (index_t)blockDim.x + threadIdx.x; i < n;
          i += (index_t)gridDim.x * blockDim.x)
         out[i] = sample_at(i, nullptr, cfg, ctx);
+}
+
+// ---- sparse CSR ---------------------------------------------------------------------------
+// Lazy updates, as the reference engine's sparse path: W holds coef / scale (coupled L2
+// without momentum and decoupled decay only change the scale), the cumulative L1 penalty
+// reaches a column when it next appears, momentum moves only the columns a batch touches.
+// A step is three launches and no host work: sgd_sparse_forward (decisions, derivative,
+// the gradient scattered into a dense scratch, the touched columns listed), sgd_sparse_update
+// (the touched columns and the intercept), sgd_sparse_rescale (a no-op unless the scale
+// needs renormalising). The scatter uses float atomics: the sum over the rows of a batch
+// that share a column is in launch order on the CPU emulation, in any order on a GPU.
+
+// Pending cumulative L1 of one weight: toward 0 by (total - applied), never across.
+template <typename T>
+__device__ __forceinline__ T l1_caught_up(T w, T total, T* applied) {
+    const T before = w, q = *applied;
+    if (w > T(0)) w = larger(w - (total + q), T(0));
+    else if (w < T(0)) w = smaller(w + (total - q), T(0));
+    *applied = q + (w - before);
+    return w;
+}
+
+// The weight the model has now: scale * stored, pending L1 applied (not stored).
+template <typename T>
+__device__ __forceinline__ T current_weight(const T* W, const T* l1_applied, size_t i, T scale,
+                                           T total) {
+    T w = scale * W[i];
+    if (l1_applied != nullptr) {
+        T q = l1_applied[i];
+        w = l1_caught_up(w, total, &q);
+    }
+    return w;
+}
+
+template <typename TX, typename T>
+__global__ void sgd_sparse_forward(const int* __restrict__ indptr, const int* __restrict__ indices,
+                                   const TX* __restrict__ values, const T* __restrict__ Y,
+                                   const T* __restrict__ sample_weight,
+                                   const T* __restrict__ positive_weight,
+                                   const T* __restrict__ negative_weight,
+                                   const index_t* __restrict__ order, const T* __restrict__ W,
+                                   const T* __restrict__ b, const T* __restrict__ l1_applied,
+                                   const T* __restrict__ active, T* __restrict__ g_out,
+                                   T* __restrict__ loss_part, T* __restrict__ gradient,
+                                   int* __restrict__ stamp, int* __restrict__ touched,
+                                   int* __restrict__ counters, const double* __restrict__ cfg,
+                                   double* ctx, int d, int k, int rows) {
+    SHARED_MEMORY(unsigned char, smem);
+    const int threads = blockDim.x, tid = threadIdx.x;
+    index_t* sample = reinterpret_cast<index_t*>(smem);
+    T* g = reinterpret_cast<T*>(smem + sizeof(index_t) * rows);  // rows x k
+    T* value = g + rows * k;                                       // rows x k
+    const index_t n = (index_t)cfg[CFG_N_SAMPLES];
+    const index_t cursor = (index_t)ctx[CTX_CURSOR];
+    const index_t batch = (index_t)cfg[CFG_BATCH_SIZE];
+    const int n_rows = (int)(cursor >= n ? 0 : (n - cursor < batch ? n - cursor : batch));
+    const int first = blockIdx.x * rows;
+    const int mine = n_rows - first < 0 ? 0 : (n_rows - first < rows ? n_rows - first : rows);
+    const int step = (int)ctx[CTX_STEPS];
+    const double lazy_decay = cfg[CFG_DECAY] + (cfg[CFG_MOMENTUM] != 0.0 ? 0.0 : cfg[CFG_L2]);
+    if (blockIdx.x == 0 && tid == 0) {
+        const double clock = cfg[CFG_CLOCK_SAMPLES] != 0.0 ? ctx[CTX_SAMPLES] : ctx[CTX_STEPS];
+        const double eta = step_gain((double)n_rows, cfg) * schedule_rate(cfg, ctx, clock + 1.0);
+        ctx[CTX_STEP_ETA] = n_rows > 0 ? eta : 0.0;
+        ctx[CTX_STEP_ROWS] = (double)n_rows;
+        ctx[CTX_STEP_L1_TOTAL] = ctx[CTX_L1_TOTAL] + (n_rows > 0 ? eta * cfg[CFG_L1] : 0.0);
+        ctx[CTX_STEP_AVERAGE_RATE] = 0.0;
+        ctx[CTX_STEP_FIRST_MOMENTUM] = ctx[CTX_MOMENTUM_STARTED] == 0.0 ? 1.0 : 0.0;
+        const double shrink = larger(1.0 - eta * lazy_decay, 0.0);
+        ctx[CTX_STEP_SCALE] = n_rows > 0 ? ctx[CTX_SCALE] * shrink : ctx[CTX_SCALE];
+        ctx[CTX_STEP_INDEX] = ctx[CTX_STEPS];
+        ctx[CTX_STEP_OLD_SCALE] = ctx[CTX_SCALE];
+        ctx[CTX_STEP_OLD_L1_TOTAL] = ctx[CTX_L1_TOTAL];
+    }
+    for (int r = tid; r < mine; r += threads) sample[r] = sample_at(cursor + first + r, order, cfg, ctx);
+    __syncthreads();
+    const T scale = (T)ctx[CTX_SCALE], total = (T)ctx[CTX_L1_TOTAL];
+    const int loss = (int)cfg[CFG_LOSS], schedule = (int)cfg[CFG_SCHEDULE];
+    const bool passive_aggressive = schedule == SCHEDULE_PA1 || schedule == SCHEDULE_PA2;
+    const T param = (T)cfg[CFG_LOSS_PARAM];
+    const T inv_rows = n_rows > 0 ? (T)(1.0 / n_rows) : T(0);
+    const double clip_dloss = cfg[CFG_CLIP_DLOSS];
+    for (int pair = tid; pair < mine * k; pair += threads) {
+        const int r = pair / k, c = pair - r * k;
+        const index_t row = sample[r];
+        T p = T(0), norm2 = T(0);
+        for (int e = indptr[row]; e < indptr[row + 1]; ++e) {
+            const T x = (T)widen(values[e]);
+            p += x * current_weight(W, l1_applied, (size_t)indices[e] * k + c, scale, total);
+            norm2 += x * x;
+        }
+        p += b[c];
+        const T y = Y[row * (index_t)k + c];
+        T dl;
+        T v = loss_and_derivative<T>(loss, param, p, y, &dl);
+        if (passive_aggressive) {
+            const T eta0 = (T)cfg[CFG_ETA0];
+            T step_pa;
+            if (schedule == SCHEDULE_PA1) step_pa = norm2 > T(0) ? smaller(v / norm2, eta0) : T(0);
+            else step_pa = v / (norm2 + (T)(0.5 / cfg[CFG_ETA0]));
+            const T sign = loss == LOSS_HINGE ? y : (y - p < T(0) ? T(-1) : T(1));
+            dl = -(step_pa * sign) / eta0;
+        }
+        if (clip_dloss > 0.0) dl = smaller(larger(dl, (T)-clip_dloss), (T)clip_dloss);
+        T weight = T(1);
+        if (positive_weight != nullptr) weight = y > T(0) ? positive_weight[c] : negative_weight[c];
+        if (sample_weight != nullptr) weight = weight * sample_weight[row];
+        if (positive_weight != nullptr || sample_weight != nullptr) {
+            dl = dl * weight;
+            v = v * weight;
+        }
+        value[pair] = v;
+        g[pair] = active[c] != T(0) ? dl * inv_rows : T(0);
+        g_out[(size_t)(first + r) * k + c] = g[pair];
+    }
+    __syncthreads();
+    int* count = counters + (step & 1);
+    for (int pair = tid; pair < mine * k; pair += threads) {
+        const int r = pair / k, c = pair - r * k;
+        const index_t row = sample[r];
+        for (int e = indptr[row]; e < indptr[row + 1]; ++e) {
+            const int col = indices[e];
+            atomicAdd(&gradient[(size_t)col * k + c], (T)widen(values[e]) * g[pair]);
+            if (c == 0 && atomicExch(&stamp[col], step) != step) touched[atomicAdd(count, 1)] = col;
+        }
+    }
+    for (int c = tid; c < k; c += threads) {
+        T lost = T(0);
+        for (int r = 0; r < mine; ++r) lost += value[r * k + c];
+        loss_part[(size_t)blockIdx.x * k + c] = lost;
+    }
+}
+
+// The touched columns (every output) and the intercept take their step.
+template <typename T>
+__global__ void sgd_sparse_update(T* __restrict__ W, T* __restrict__ b, T* __restrict__ buffer,
+                                  T* __restrict__ buffer_b, T* __restrict__ l1_applied,
+                                  T* __restrict__ gradient, const T* __restrict__ g_rows,
+                                  const int* __restrict__ touched, int* __restrict__ counters,
+                                  const T* __restrict__ loss_part, const T* __restrict__ active,
+                                  double* __restrict__ loss_total, const double* __restrict__ cfg,
+                                  double* ctx, int d, int k, int parts) {
+    // only STEP_* fields are read: block 0 advances the clock fields while others run
+    const int step = (int)ctx[CTX_STEP_INDEX];
+    const int count = counters[step & 1];
+    const double eta = ctx[CTX_STEP_ETA];
+    const int n_rows = (int)ctx[CTX_STEP_ROWS];
+    const bool valid = n_rows > 0;
+    const double clip_value = cfg[CFG_CLIP_VALUE], mu = cfg[CFG_MOMENTUM];
+    const bool momentum = mu != 0.0, velocity = cfg[CFG_VELOCITY_FORM] != 0.0;
+    const bool nesterov = cfg[CFG_NESTEROV] != 0.0;
+    const double lazy_decay = cfg[CFG_DECAY] + (momentum ? 0.0 : cfg[CFG_L2]);
+    const double coupled = momentum ? cfg[CFG_L2] : 0.0;
+    const T scale = (T)ctx[CTX_STEP_OLD_SCALE];
+    const double new_scale = ctx[CTX_STEP_SCALE];
+    const double stored_scale = new_scale < SPARSE_MIN_SCALE ? 1.0 : new_scale;
+    const T old_total = (T)ctx[CTX_STEP_OLD_L1_TOTAL], new_total = (T)ctx[CTX_STEP_L1_TOTAL];
+    const bool l1 = cfg[CFG_L1] != 0.0;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; valid && i < count * k;
+         i += gridDim.x * blockDim.x) {
+        const int c = i % k;
+        const size_t at = (size_t)touched[i / k] * k + c;
+        T grad = gradient[at];
+        gradient[at] = T(0);  // the scratch is clean for the next step
+        if (active[c] == T(0)) continue;
+        if (clip_value > 0.0) grad = smaller(larger(grad, (T)-clip_value), (T)clip_value);
+        T w = scale * W[at];
+        if (l1) w = l1_caught_up(w, old_total, &l1_applied[at]);
+        if (!momentum) {
+            const double shrink = larger(1.0 - eta * lazy_decay, 0.0);
+            if (shrink != 1.0) w = w * (T)shrink;
+            w = w - (T)eta * grad;
+        } else {
+            if (coupled != 0.0) grad = grad + (T)coupled * w;
+            if (lazy_decay != 0.0) w = w * (T)(1.0 - eta * lazy_decay);
+            if (!velocity) {  // lazy buffers start at zero: no first-step special case
+                const T m = (T)mu * buffer[at] + (T)(1.0 - cfg[CFG_DAMPENING]) * grad;
+                buffer[at] = m;
+                w = w - (T)eta * (nesterov ? grad + (T)mu * m : m);
+            } else {
+                const T v = (T)mu * buffer[at] - (T)eta * grad;
+                buffer[at] = v;
+                w = nesterov ? w + (T)mu * v - (T)eta * grad : w + v;
+            }
+        }
+        if (l1) w = l1_caught_up(w, new_total, &l1_applied[at]);
+        W[at] = w / (T)stored_scale;
+    }
+    if (blockIdx.x != 0) return;
+    for (int c = threadIdx.x; c < k; c += blockDim.x) {
+        double lost = loss_total[c];
+        for (int p = 0; p < parts; ++p) lost += (double)loss_part[(size_t)p * k + c];
+        loss_total[c] = lost;
+        if (!valid || active[c] == T(0) || cfg[CFG_FIT_INTERCEPT] == 0.0) continue;
+        T grad = T(0);
+        for (int r = 0; r < n_rows; ++r) grad += g_rows[(size_t)r * k + c];
+        if (clip_value > 0.0) grad = smaller(larger(grad, (T)-clip_value), (T)clip_value);
+        const double lr = eta * cfg[CFG_INTERCEPT_SCALE];
+        T w = b[c];
+        if (!momentum) {
+            w = w - (T)lr * grad;
+        } else if (!velocity) {  // the intercept's buffer starts at its first gradient
+            const bool first = ctx[CTX_STEP_FIRST_MOMENTUM] != 0.0;
+            const T m = first ? grad : (T)mu * buffer_b[c] + (T)(1.0 - cfg[CFG_DAMPENING]) * grad;
+            buffer_b[c] = m;
+            w = w - (T)lr * (nesterov ? grad + (T)mu * m : m);
+        } else {
+            const bool first = ctx[CTX_STEP_FIRST_MOMENTUM] != 0.0;
+            const T v = first ? -(T)lr * grad : (T)mu * buffer_b[c] - (T)lr * grad;
+            buffer_b[c] = v;
+            w = nesterov ? w + (T)mu * v - (T)lr * grad : w + v;
+        }
+        b[c] = w;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        counters[(step + 1) & 1] = 0;  // the next step's list (the previous step's is done)
+        if (valid) {
+            ctx[CTX_CURSOR] += n_rows;
+            ctx[CTX_STEPS] += 1.0;
+            ctx[CTX_SAMPLES] += n_rows;
+            ctx[CTX_L1_TOTAL] = ctx[CTX_STEP_L1_TOTAL];
+            ctx[CTX_SCALE] = stored_scale;
+            if (momentum) ctx[CTX_MOMENTUM_STARTED] = 1.0;
+        }
+    }
+}
+
+// Renormalise: when the scale fell below SPARSE_MIN_SCALE, every column this step did not
+// touch takes the scale into its stored weight (the touched ones were stored at scale 1).
+template <typename T>
+__global__ void sgd_sparse_rescale(T* __restrict__ W, const int* __restrict__ stamp,
+                                   const double* __restrict__ ctx, int d, int k) {
+    const double new_scale = ctx[CTX_STEP_SCALE];
+    if (!(new_scale < SPARSE_MIN_SCALE) || ctx[CTX_STEP_ROWS] <= 0.0) return;
+    const int step = (int)ctx[CTX_STEP_INDEX];
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)d * k;
+         i += (size_t)gridDim.x * blockDim.x)
+        if (stamp[i / k] != step) W[i] = W[i] * (T)new_scale;
+}
+
+// End of a sparse epoch: the scale and every column's pending L1 into W (sgd_end_epoch,
+// launched next, resets the scale to one).
+template <typename T>
+__global__ void sgd_sparse_fold(T* __restrict__ W, T* __restrict__ l1_applied,
+                                const double* __restrict__ ctx, int d, int k) {
+    const T scale = (T)ctx[CTX_SCALE], total = (T)ctx[CTX_L1_TOTAL];
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)d * k;
+         i += (size_t)gridDim.x * blockDim.x) {
+        T w = W[i] * scale;
+        if (l1_applied != nullptr) w = l1_caught_up(w, total, &l1_applied[i]);
+        W[i] = w;
+    }
 }

@@ -37,7 +37,7 @@ TYPE_PAIRS = (
     ("bfloat16", "float32"),
 )
 COMPUTE_DTYPES = ("float32", "float64")
-HOT_KERNELS = ("sgd_forward", "sgd_update")
+HOT_KERNELS = ("sgd_forward", "sgd_update", "sgd_sparse_forward", "sgd_sparse_update")
 
 # NVRTC options matching what the CuPy backend compiles with.
 NVRTC_OPTIONS = ("-std=c++17", "-ftz=true", "--device-as-default-execution-space")
@@ -76,6 +76,17 @@ def end_epoch_name(dtype: str) -> str:
     return f"sgd_end_epoch<{C_TYPES[dtype]}>"
 
 
+def sparse_names(dtype: str) -> dict[str, str]:
+    """The sparse step's kernels (CSR values in the compute dtype)."""
+    c_type = C_TYPES[dtype]
+    return {
+        "forward": f"sgd_sparse_forward<{c_type}, {c_type}>",
+        "update": f"sgd_sparse_update<{c_type}>",
+        "rescale": f"sgd_sparse_rescale<{c_type}>",
+        "fold": f"sgd_sparse_fold<{c_type}>",
+    }
+
+
 ORDER_KERNEL = "sgd_epoch_order"
 
 
@@ -84,8 +95,14 @@ def name_expressions() -> tuple[str, ...]:
     names = [forward_name(x, t) for x, t in TYPE_PAIRS]
     names += [update_name(t) for t in COMPUTE_DTYPES]
     names += [end_epoch_name(t) for t in COMPUTE_DTYPES]
+    names += [name for t in COMPUTE_DTYPES for name in sparse_names(t).values()]
     names.append(ORDER_KERNEL)
     return tuple(names)
+
+
+def sparse_forward_shared_bytes(rows: int, k: int, itemsize: int) -> int:
+    """Dynamic shared memory of ``sgd_sparse_forward``."""
+    return 8 * rows + 2 * rows * k * itemsize
 
 
 def forward_shared_bytes(rows: int, d: int, k: int, threads: int, itemsize: int) -> int:

@@ -131,3 +131,17 @@ def test_float32_input_stays_float32(regression, monkeypatch, kernel_runs):
     model = GPUSGDRegressor(random_state=0, max_iter=3, tol=None).fit(X.astype(np.float32), y)
     assert len(kernel_runs) == 1
     assert model.coef_.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"penalty": "l1", "alpha": 1e-3}, {"momentum": 0.9, "batch_size": 16}],
+    ids=["defaults", "l1", "momentum"],
+)
+def test_sparse_input_through_the_kernels(params, classification, monkeypatch, kernel_runs):
+    import scipy.sparse as sp
+
+    X, y = classification
+    X_sparse = sp.csr_matrix(X * (np.abs(X) > 0.8))
+    estimator = GPUSGDClassifier(random_state=0, max_iter=5, tol=None, **params)
+    _fit_both(estimator, X_sparse, y, monkeypatch, kernel_runs)

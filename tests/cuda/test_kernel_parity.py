@@ -184,3 +184,82 @@ def test_divergence_is_reported(emulated):
             backend=emulated,
             launch_options=SMALL_LAUNCH,
         )
+
+
+def _sparse_data(k, task="classification", density=0.3, **weights):
+    import scipy.sparse as sp
+
+    X, Y = make_problem(k=k, task=task)
+    mask = np.random.default_rng(2).random(X.shape) < density
+    mask[5] = False  # a row without any stored value
+    return TrainingData(X=sp.csr_matrix(X * mask), targets=Y, **weights)
+
+
+SPARSE_OPTIMIZERS = {
+    "plain": {},
+    "l2": {"l2": 1e-2},
+    "l1": {"l1": 1e-2},
+    "elasticnet-decay": {"l1": 1e-3, "l2": 1e-3, "decoupled_decay": 1e-2},
+    "momentum": {"momentum": 0.9, "l2": 1e-3},
+    "dampening": {"momentum": 0.9, "dampening": 0.5, "l1": 1e-3},
+    "velocity-nesterov": {"momentum": 0.9, "momentum_form": "velocity", "nesterov": True},
+    "clip-value": {"clip_value": 0.05, "l2": 1e-3},
+    # the weight scale falls below 1e-9 within the fit: renormalised on the device
+    "renormalised": {"decoupled_decay": 9.0},
+}
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+@pytest.mark.parametrize("name", list(SPARSE_OPTIMIZERS))
+def test_sparse_lazy_updates(emulated, name, k):
+    config = make_config(
+        loss="log_loss", eta0=0.1, optimizer=SPARSE_OPTIMIZERS[name], intercept_scale=0.01
+    )
+    assert_same_training(*train_both(_sparse_data(k), config, backend=emulated))
+
+
+@pytest.mark.parametrize(
+    "loss, schedule",
+    [
+        ("hinge", "optimal"),
+        ("modified_huber", "invscaling"),
+        ("pa1", None),
+        ("squared_error", "invscaling"),
+        ("huber", "constant"),
+        ("epsilon_insensitive", "pa2"),
+    ],
+)
+def test_sparse_losses_and_schedules(emulated, loss, schedule):
+    if loss == "pa1":
+        loss, schedule = "hinge", "pa1"
+    task = "regression" if loss in REGRESSION_LOSSES else "classification"
+    config = make_config(loss=loss, schedule=schedule, eta0=0.02, optimizer={"momentum": 0.5})
+    assert_same_training(*train_both(_sparse_data(3, task), config, backend=emulated))
+
+
+def test_sparse_sample_and_class_weights(emulated):
+    rng = np.random.default_rng(3)
+    data = _sparse_data(
+        3,
+        sample_weight=rng.uniform(0, 2, 37),
+        positive_weight=np.array([1.0, 3.0, 0.5]),
+        negative_weight=np.array([2.0, 1.0, 1.0]),
+    )
+    config = make_config(loss="squared_hinge", optimizer={"l1": 1e-3})
+    assert_same_training(*train_both(data, config, backend=emulated))
+
+
+@pytest.mark.parametrize(
+    "options, reason",
+    [
+        ({"average_start": 1}, "averaging"),
+        ({"optimizer": {"clip_norm": 1.0}}, "clip_norm"),
+    ],
+)
+def test_sparse_options_not_fused_fall_back(options, reason):
+    from sk_gpusgd._cuda import driver
+
+    config = make_config(**options)
+    assert reason in driver.fused_reason(np, _sparse_data(3), config)
+    sentinel = object()
+    assert driver.select_engine(np, _sparse_data(3), config, reference=sentinel) is sentinel

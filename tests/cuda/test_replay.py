@@ -71,3 +71,29 @@ def test_same_random_state_same_model(emulated, monkeypatch, shuffle):
     other, _ = _fit(emulated, "auto", monkeypatch, shuffle, seed=4)
     assert np.array_equal(first.coef, second.coef)
     assert not np.array_equal(first.coef, other.coef)
+
+
+def test_sparse_graph_replay_equals_eager_launches(emulated, monkeypatch):
+    """Bit for bit on the CPU, where the scatter's atomics run in launch order."""
+    import scipy.sparse as sp
+
+    X, Y = make_problem(k=3)
+    data = TrainingData(X=sp.csr_matrix(X * (np.abs(X) > 0.7)), targets=Y)
+    config = make_config(loss="hinge", optimizer={"momentum": 0.9, "l1": 1e-3})
+    states = []
+    for mode in ("0", "always"):
+        monkeypatch.setenv(driver.ENV_GRAPHS, mode)
+        state = fresh_state(20, 3)
+        driver.run(
+            np,
+            state,
+            data,
+            config,
+            max_epochs=3,
+            random_state=np.random.RandomState(0),
+            backend=emulated,
+            launch_options=SMALL_LAUNCH,
+        )
+        states.append(state)
+    for name in ("coef", "intercept", "coef_buffer", "l1_applied"):
+        assert np.array_equal(getattr(states[0], name), getattr(states[1], name)), name

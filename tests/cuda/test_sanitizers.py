@@ -55,4 +55,4 @@ def test_kernels_run_clean_under_sanitizer(sanitizer, tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert not any(report in output for report in REPORTS), output
-    assert output.count(" ok") == 4, output
+    assert output.count(" ok") == 6, output

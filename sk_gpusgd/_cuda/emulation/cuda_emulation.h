@@ -12,6 +12,7 @@
 // that reads what it never wrote produces NaNs the tests see.
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <barrier>
 #include <cmath>
 #include <cstddef>
@@ -164,6 +165,17 @@ inline void run_grid(unsigned grid, unsigned block, size_t smem, const std::func
 }  // namespace emulation
 
 inline void __syncthreads() { emulation::sync_block(); }
+
+// Device atomics: std::atomic_ref, so that OS-thread builds see real atomic operations.
+template <typename T>
+inline T atomicAdd(T* address, T value) {
+    std::atomic_ref<T> target(*address);
+    T old = target.load();
+    while (!target.compare_exchange_weak(old, old + value)) {
+    }
+    return old;
+}
+inline int atomicExch(int* address, int value) { return std::atomic_ref<int>(*address).exchange(value); }
 
 #define SHARED_MEMORY(T, name) T* name = reinterpret_cast<T*>(emulation::shared_memory())
 
