@@ -160,17 +160,35 @@ def test_replayed_epochs_do_not_grow_the_memory_pool(cupy, backend):
     assert before == after
 
 
-def test_estimator_picks_the_kernels_for_cupy_and_falls_back_for_sparse(cupy, monkeypatch):
+def test_estimator_picks_the_kernels_for_cupy_dense_and_sparse(cupy, monkeypatch):
+    import cupyx.scipy.sparse
+
     calls = []
     original = driver.run
     monkeypatch.setattr(driver, "run", lambda *a, **k: calls.append(1) or original(*a, **k))
     X, Y = _problem(n=500, d=10, k=1)
-    y = (Y[:, 0] > 0).astype(int)
-    GPUSGDClassifier(max_iter=2, tol=None).fit(cupy.asarray(X), cupy.asarray(y))
+    y = cupy.asarray((Y[:, 0] > 0).astype(int))
+    GPUSGDClassifier(max_iter=2, tol=None).fit(cupy.asarray(X), y)
     assert len(calls) == 1
+    X_sparse = cupyx.scipy.sparse.csr_matrix(cupy.asarray(sp.random(500, 10, 0.2).toarray()))
+    model = GPUSGDClassifier(max_iter=2, tol=None).fit(X_sparse, y)
+    assert len(calls) == 2
+    assert isinstance(model.coef_, cupy.ndarray)
+    GPUSGDClassifier(max_iter=2, tol=None, average=True).fit(X_sparse, y)
+    assert len(calls) == 2  # averaging on sparse X trains on the reference engine
+
+
+def test_sparse_kernels_match_the_numpy_engine(cupy, backend):
     import cupyx.scipy.sparse
 
-    X_sparse = cupyx.scipy.sparse.csr_matrix(cupy.asarray(sp.random(500, 10, 0.2).toarray()))
-    model = GPUSGDClassifier(max_iter=2, tol=None).fit(X_sparse, cupy.asarray(y))
-    assert len(calls) == 1  # sparse input trains on the reference engine
-    assert isinstance(model.coef_, cupy.ndarray)
+    X, Y = _problem(n=2001, d=300, k=3)
+    X = X * (np.random.default_rng(1).random(X.shape) < 0.05)
+    config = _config("log_loss", "optimal", {"momentum": 0.9, "l1": 1e-4}, shuffle=False)
+    reference = _state(np, 300, 3)
+    run(np, reference, TrainingData(X=sp.csr_matrix(X), targets=Y), config, max_epochs=3,
+        random_state=np.random.RandomState(0))  # fmt: skip
+    state = _state(cupy, 300, 3)
+    data = TrainingData(X=cupyx.scipy.sparse.csr_matrix(sp.csr_matrix(X)), targets=cupy.asarray(Y))
+    driver.run(cupy, state, data, config, max_epochs=3, random_state=np.random.RandomState(0),
+               backend=backend)  # fmt: skip
+    np.testing.assert_allclose(cupy.asnumpy(state.coef), reference.coef, rtol=1e-5, atol=1e-9)
