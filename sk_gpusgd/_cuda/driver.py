@@ -59,6 +59,9 @@ CHUNK_STEPS = 64
 MIN_GRAPH_STEPS = 2 * CHUNK_STEPS
 MAX_SHARED_BYTES = 48 * 1024
 MAX_ROWS_PER_BLOCK = 32
+# Forward blocks a batch is cut into, at least (fewer rows per block for small batches):
+# more blocks read X faster, fewer write fewer partial gradients. To be tuned on a GPU.
+TARGET_FORWARD_BLOCKS = 64
 
 LOSS_IDS = {
     "hinge": "LOSS_HINGE",
@@ -108,7 +111,7 @@ def make_plan(
 ):
     """Rows per block and grids; None when one row does not fit in shared memory."""
     batch = min(batch_size, n_samples)
-    rows = min(max_rows_per_block, batch)
+    rows = min(max_rows_per_block, batch, max(4, -(-batch // TARGET_FORWARD_BLOCKS)))
     while rows > 0:
         shared = launcher.forward_shared_bytes(rows, n_features, n_outputs, threads, itemsize)
         if shared <= MAX_SHARED_BYTES:

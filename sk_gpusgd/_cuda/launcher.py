@@ -9,6 +9,7 @@ list on the CPU). Nothing here imports CuPy unless :class:`CupyBackend` is built
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
 import hashlib
@@ -222,6 +223,7 @@ def build_emulation(sanitize: str | None = None, os_threads: bool = False) -> Pa
         raise RuntimeError(f"the kernel emulation needs a C++20 compiler ({compiler} not found)")
     if _BUILD_DIR is None:
         _BUILD_DIR = Path(tempfile.mkdtemp(prefix="sk_gpusgd_emulation_"))
+        atexit.register(shutil.rmtree, _BUILD_DIR, ignore_errors=True)
     flags = emulation_flags(sanitize, os_threads)
     tag = hashlib.sha256((kernel_source() + " ".join(flags)).encode()).hexdigest()[:12]
     cpp = _BUILD_DIR / f"kernels_{tag}.cpp"
