@@ -20,7 +20,7 @@ L2 and decoupled decay, momentum, dampening and Nesterov in both forms, clipping
 and by global norm (the update then runs as one block), cumulative L1, averaging, float32
 and float64, float16 / bfloat16 X with float32 master weights, any number of outputs.
 
-Sparse CSR X runs on its own kernels (:class:`SparseFusedFit`): three launches per step
+Sparse CSR X runs on its own kernels (:class:`SparseFusedFit`): two launches per step
 and the reference engine's lazy updates (weight scale, pending L1, momentum on the touched
 columns), with no host work per batch.
 

@@ -232,8 +232,8 @@ class FusedFit:
 
 
 class SparseFusedFit(FusedFit):
-    """:class:`FusedFit` over CSR rows: three launches per step (``sgd_sparse_forward``,
-    ``sgd_sparse_update``, ``sgd_sparse_rescale``) and the lazy updates of the reference
+    """:class:`FusedFit` over CSR rows: two launches per step (``sgd_sparse_forward``,
+    ``sgd_sparse_update``) and the lazy updates of the reference
     engine's sparse path, with no host work per batch.
 
     The gradient of a column shared by several rows of a batch is summed with float
@@ -264,7 +264,7 @@ class SparseFusedFit(FusedFit):
             self.buffer = xp.zeros((d, k), dtype=self.Y.dtype)
         names = launcher.sparse_names(self.dtype)
         self.forward_name, self.update_name = names["forward"], names["update"]
-        self.rescale_name, self.fold_name = names["rescale"], names["fold"]
+        self.fold_name = names["fold"]
         self.end_name = launcher.end_epoch_name(self.dtype)
         self.forward_args = (
             self.indptr, self.indices, self.values, self.Y, self.sample_weight,
@@ -275,22 +275,20 @@ class SparseFusedFit(FusedFit):
         )  # fmt: skip
         self.update_args = (
             self.W, self.b, self.buffer, self.buffer_b, self.l1_applied, self.gradient,
-            self.g_rows, self.touched, self.counters, self.loss_part, self.active,
+            self.g_rows, self.touched, self.stamp, self.counters, self.loss_part, self.active,
             self.loss_total, self.cfg, self.ctx, i32(d), i32(k), i32(blocks),
         )  # fmt: skip
-        self.rescale_args = (self.W, self.stamp, self.ctx, i32(d), i32(k))
         self.fold_args = (self.W, self.l1_applied, self.ctx, i32(d), i32(k))
         self.end_args = (self.W, self.b, self.loss_total, self.summary, self.ctx, i32(d), i32(k))
         self.wide_grid = max(1, min(-(-d * k // self.threads), 1024))
 
     def step(self) -> None:
-        """One lazy sparse step: three launches, no host work."""
-        launch, threads, grid = self.backend.launch, self.threads, self.wide_grid
+        """One lazy sparse step: two launches, no host work."""
+        launch, threads = self.backend.launch, self.threads
         launch(
             self.forward_name, self.sparse_blocks, threads, self.sparse_shared, self.forward_args
         )
-        launch(self.update_name, grid, threads, 0, self.update_args)
-        launch(self.rescale_name, grid, threads, 0, self.rescale_args)
+        launch(self.update_name, self.wide_grid, threads, 0, self.update_args)
 
     def end_epoch(self) -> np.ndarray:
         self.backend.launch(self.fold_name, self.wide_grid, self.threads, 0, self.fold_args)

@@ -544,10 +544,9 @@ __global__ void sgd_epoch_order(index_t* __restrict__ out, const double* __restr
 // Lazy updates, as the reference engine's sparse path: W holds coef / scale (coupled L2
 // without momentum and decoupled decay only change the scale), the cumulative L1 penalty
 // reaches a column when it next appears, momentum moves only the columns a batch touches.
-// A step is three launches and no host work: sgd_sparse_forward (decisions, derivative,
-// the gradient scattered into a dense scratch, the touched columns listed), sgd_sparse_update
-// (the touched columns and the intercept), sgd_sparse_rescale (a no-op unless the scale
-// needs renormalising). The scatter uses float atomics: the sum over the rows of a batch
+// A step is two launches and no host work: sgd_sparse_forward (decisions, derivative, the
+// gradient scattered into a dense scratch, the touched columns listed) and sgd_sparse_update
+// (the touched columns, the intercept, and the scale's renormalisation when it is due). The scatter uses float atomics: the sum over the rows of a batch
 // that share a column is in launch order on the CPU emulation, in any order on a GPU.
 
 // Pending cumulative L1 of one weight: toward 0 by (total - applied), never across.
@@ -676,7 +675,8 @@ template <typename T>
 __global__ void sgd_sparse_update(T* __restrict__ W, T* __restrict__ b, T* __restrict__ buffer,
                                   T* __restrict__ buffer_b, T* __restrict__ l1_applied,
                                   T* __restrict__ gradient, const T* __restrict__ g_rows,
-                                  const int* __restrict__ touched, int* __restrict__ counters,
+                                  const int* __restrict__ touched, const int* __restrict__ stamp,
+                                  int* __restrict__ counters,
                                   const T* __restrict__ loss_part, const T* __restrict__ active,
                                   double* __restrict__ loss_total, const double* __restrict__ cfg,
                                   double* ctx, int d, int k, int parts) {
@@ -726,6 +726,13 @@ __global__ void sgd_sparse_update(T* __restrict__ W, T* __restrict__ b, T* __res
         if (l1) w = l1_caught_up(w, new_total, &l1_applied[at]);
         W[at] = w / (T)stored_scale;
     }
+    if (valid && new_scale < SPARSE_MIN_SCALE) {
+        // renormalise: the untouched columns take the scale into their stored weights (the
+        // touched ones, disjoint from them, were just stored at scale one)
+        for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)d * k;
+             i += (size_t)gridDim.x * blockDim.x)
+            if (stamp[i / k] != step) W[i] = W[i] * (T)new_scale;
+    }
     if (blockIdx.x != 0) return;
     for (int c = threadIdx.x; c < k; c += blockDim.x) {
         double lost = loss_total[c];
@@ -764,19 +771,6 @@ __global__ void sgd_sparse_update(T* __restrict__ W, T* __restrict__ b, T* __res
             if (momentum) ctx[CTX_MOMENTUM_STARTED] = 1.0;
         }
     }
-}
-
-// Renormalise: when the scale fell below SPARSE_MIN_SCALE, every column this step did not
-// touch takes the scale into its stored weight (the touched ones were stored at scale 1).
-template <typename T>
-__global__ void sgd_sparse_rescale(T* __restrict__ W, const int* __restrict__ stamp,
-                                   const double* __restrict__ ctx, int d, int k) {
-    const double new_scale = ctx[CTX_STEP_SCALE];
-    if (!(new_scale < SPARSE_MIN_SCALE) || ctx[CTX_STEP_ROWS] <= 0.0) return;
-    const int step = (int)ctx[CTX_STEP_INDEX];
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)d * k;
-         i += (size_t)gridDim.x * blockDim.x)
-        if (stamp[i / k] != step) W[i] = W[i] * (T)new_scale;
 }
 
 // End of a sparse epoch: the scale and every column's pending L1 into W (sgd_end_epoch,

@@ -83,7 +83,6 @@ def sparse_names(dtype: str) -> dict[str, str]:
     return {
         "forward": f"sgd_sparse_forward<{c_type}, {c_type}>",
         "update": f"sgd_sparse_update<{c_type}>",
-        "rescale": f"sgd_sparse_rescale<{c_type}>",
         "fold": f"sgd_sparse_fold<{c_type}>",
     }
 

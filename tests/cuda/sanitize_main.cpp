@@ -143,10 +143,9 @@ int run_sparse_case(const char* name, int n, int d, int k, int batch, int rows, 
                             counters.data(), cfg.data(), ctx.data(), d, k, rows);
             emulated_launch(sgd_sparse_update<T>, grid, threads, 0, W.data(), b.data(),
                             buffer.data(), buffer_b.data(), l1q.data(), gradient.data(),
-                            g_rows.data(), touched.data(), counters.data(), loss.data(),
-                            active.data(), loss_total.data(), cfg.data(), ctx.data(), d, k, blocks);
-            emulated_launch(sgd_sparse_rescale<T>, grid, threads, 0, W.data(), stamp.data(),
-                            ctx.data(), d, k);
+                            g_rows.data(), touched.data(), stamp.data(), counters.data(),
+                            loss.data(), active.data(), loss_total.data(), cfg.data(), ctx.data(),
+                            d, k, blocks);
         }
         emulated_launch(sgd_sparse_fold<T>, grid, threads, 0, W.data(), l1q.data(), ctx.data(), d, k);
         emulated_launch(sgd_end_epoch<T>, 1, threads, threads * sizeof(double), W.data(),
