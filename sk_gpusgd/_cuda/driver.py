@@ -21,15 +21,15 @@ and by global norm (the update then runs as one block), cumulative L1, averaging
 and float64, float16 / bfloat16 X with float32 master weights, any number of outputs.
 
 Sparse CSR X runs on its own kernels (:class:`SparseFusedFit`): two launches per step
-and the reference engine's lazy updates (weight scale, pending L1, momentum on the touched
-columns), with no host work per batch.
+(three once averaging has begun) and the reference engine's lazy updates (weight scale,
+pending L1, momentum on the touched columns), with no host work per batch.
 
 Not fused, and trained by the reference engine instead (same results, slower);
 :func:`fused_reason` names the reason:
 
-- averaging or ``clip_norm`` with sparse X;
 - a dense row too wide for one block's shared memory (more than about 12,000 float32
-  features, 6,000 float64);
+  features, 6,000 float64), or too many outputs for it;
+- sparse X whose values are not in the compute dtype, or too large for 32-bit indices;
 - any namespace other than CuPy (NumPy too, unless ``SK_GPUSGD_CUDA_EMULATE=1`` asks for
   the CPU emulation of the kernels, which the tests use).
 """

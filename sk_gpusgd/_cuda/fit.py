@@ -264,7 +264,7 @@ class SparseFusedFit(FusedFit):
             self.buffer = xp.zeros((d, k), dtype=self.Y.dtype)
         names = launcher.sparse_names(self.dtype)
         self.forward_name, self.update_name = names["forward"], names["update"]
-        self.fold_name = names["fold"]
+        self.fold_name, self.average_name = names["fold"], names["average"]
         self.end_name = launcher.end_epoch_name(self.dtype)
         self.forward_args = (
             self.indptr, self.indices, self.values, self.Y, self.sample_weight,
@@ -278,17 +278,25 @@ class SparseFusedFit(FusedFit):
             self.g_rows, self.touched, self.stamp, self.counters, self.loss_part, self.active,
             self.loss_total, self.cfg, self.ctx, i32(d), i32(k), i32(blocks),
         )  # fmt: skip
-        self.fold_args = (self.W, self.l1_applied, self.ctx, i32(d), i32(k))
-        self.end_args = (self.W, self.b, self.loss_total, self.summary, self.ctx, i32(d), i32(k))
         self.wide_grid = max(1, min(-(-d * k // self.threads), 1024))
+        self.fold_args = (self.W, self.l1_applied, self.ctx, i32(d), i32(k))
+        self.average_args = (
+            self.W, self.b, self.l1_applied, self.average, self.average_b, self.ctx, i32(d), i32(k)
+        )  # fmt: skip
+        clip_norm = self.config.optimizer.clip_norm is not None
+        self.update_grid = 1 if clip_norm else self.wide_grid
+        self.update_shared = self.threads * itemsize if clip_norm else 0
+        self.end_args = (self.W, self.b, self.loss_total, self.summary, self.ctx, i32(d), i32(k))
 
     def step(self) -> None:
-        """One lazy sparse step: two launches, no host work."""
+        """One lazy sparse step: two launches (three with averaging), no host work."""
         launch, threads = self.backend.launch, self.threads
         launch(
             self.forward_name, self.sparse_blocks, threads, self.sparse_shared, self.forward_args
         )
-        launch(self.update_name, self.wide_grid, threads, 0, self.update_args)
+        launch(self.update_name, self.update_grid, threads, self.update_shared, self.update_args)
+        if self.average is not None:
+            launch(self.average_name, self.wide_grid, threads, 0, self.average_args)
 
     def end_epoch(self) -> np.ndarray:
         self.backend.launch(self.fold_name, self.wide_grid, self.threads, 0, self.fold_args)

@@ -76,6 +76,7 @@
 #define CTX_STEP_INDEX 15     // sparse: this step's number, scale and L1 total before it
 #define CTX_STEP_OLD_SCALE 16
 #define CTX_STEP_OLD_L1_TOTAL 17
+#define CTX_STEP_FOLD_SCALE 18  // sparse with averaging: the scale W is multiplied by
 #define CTX_SIZE 24
 
 // summary written by sgd_end_epoch: per column loss, sum w^2, sum |w|; then probe and clock
@@ -546,8 +547,11 @@ __global__ void sgd_epoch_order(index_t* __restrict__ out, const double* __restr
 // reaches a column when it next appears, momentum moves only the columns a batch touches.
 // A step is two launches and no host work: sgd_sparse_forward (decisions, derivative, the
 // gradient scattered into a dense scratch, the touched columns listed) and sgd_sparse_update
-// (the touched columns, the intercept, and the scale's renormalisation when it is due). The scatter uses float atomics: the sum over the rows of a batch
-// that share a column is in launch order on the CPU emulation, in any order on a GPU.
+// (the touched columns, the intercept, and the scale's renormalisation when it is due);
+// once averaging has begun, sgd_sparse_average folds the scale and every pending L1 into W
+// and updates the averages (a full pass, as the reference engine does). The scatter uses
+// float atomics: the sum over the rows of a batch that share a column is in launch order
+// on the CPU emulation, in any order on a GPU.
 
 // Pending cumulative L1 of one weight: toward 0 by (total - applied), never across.
 template <typename T>
@@ -603,7 +607,9 @@ __global__ void sgd_sparse_forward(const int* __restrict__ indptr, const int* __
         ctx[CTX_STEP_ETA] = n_rows > 0 ? eta : 0.0;
         ctx[CTX_STEP_ROWS] = (double)n_rows;
         ctx[CTX_STEP_L1_TOTAL] = ctx[CTX_L1_TOTAL] + (n_rows > 0 ? eta * cfg[CFG_L1] : 0.0);
-        ctx[CTX_STEP_AVERAGE_RATE] = 0.0;
+        const double seen = ctx[CTX_SAMPLES] + n_rows, start = cfg[CFG_AVERAGE_START];
+        ctx[CTX_STEP_AVERAGE_RATE] =
+            (n_rows > 0 && start > 0.0 && seen >= start) ? 1.0 / (ctx[CTX_N_AVERAGED] + 1.0) : 0.0;
         ctx[CTX_STEP_FIRST_MOMENTUM] = ctx[CTX_MOMENTUM_STARTED] == 0.0 ? 1.0 : 0.0;
         const double shrink = larger(1.0 - eta * lazy_decay, 0.0);
         ctx[CTX_STEP_SCALE] = n_rows > 0 ? ctx[CTX_SCALE] * shrink : ctx[CTX_SCALE];
@@ -696,6 +702,23 @@ __global__ void sgd_sparse_update(T* __restrict__ W, T* __restrict__ b, T* __res
     const double stored_scale = new_scale < SPARSE_MIN_SCALE ? 1.0 : new_scale;
     const T old_total = (T)ctx[CTX_STEP_OLD_L1_TOTAL], new_total = (T)ctx[CTX_STEP_L1_TOTAL];
     const bool l1 = cfg[CFG_L1] != 0.0;
+    const double clip_norm = cfg[CFG_CLIP_NORM];
+    T norm_scale = T(1);
+    if (clip_norm > 0.0) {  // one block: the joint norm of the touched and intercept gradients
+        SHARED_MEMORY(T, scratch);
+        T squares = T(0);
+        for (int i = threadIdx.x; i < count * k; i += blockDim.x) {
+            const T gi = gradient[(size_t)touched[i / k] * k + i % k];
+            squares += gi * gi;
+        }
+        for (int c = threadIdx.x; c < k; c += blockDim.x) {
+            T gi = T(0);
+            for (int r = 0; r < n_rows; ++r) gi += g_rows[(size_t)r * k + c];
+            squares += gi * gi;
+        }
+        const T norm = sqrt(block_sum(squares, scratch));
+        norm_scale = (T)clip_norm / larger(norm, (T)clip_norm);
+    }
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; valid && i < count * k;
          i += gridDim.x * blockDim.x) {
         const int c = i % k;
@@ -703,6 +726,7 @@ __global__ void sgd_sparse_update(T* __restrict__ W, T* __restrict__ b, T* __res
         T grad = gradient[at];
         gradient[at] = T(0);  // the scratch is clean for the next step
         if (active[c] == T(0)) continue;
+        if (clip_norm > 0.0) grad = grad * norm_scale;
         if (clip_value > 0.0) grad = smaller(larger(grad, (T)-clip_value), (T)clip_value);
         T w = scale * W[at];
         if (l1) w = l1_caught_up(w, old_total, &l1_applied[at]);
@@ -741,6 +765,7 @@ __global__ void sgd_sparse_update(T* __restrict__ W, T* __restrict__ b, T* __res
         if (!valid || active[c] == T(0) || cfg[CFG_FIT_INTERCEPT] == 0.0) continue;
         T grad = T(0);
         for (int r = 0; r < n_rows; ++r) grad += g_rows[(size_t)r * k + c];
+        if (clip_norm > 0.0) grad = grad * norm_scale;
         if (clip_value > 0.0) grad = smaller(larger(grad, (T)-clip_value), (T)clip_value);
         const double lr = eta * cfg[CFG_INTERCEPT_SCALE];
         T w = b[c];
@@ -767,10 +792,35 @@ __global__ void sgd_sparse_update(T* __restrict__ W, T* __restrict__ b, T* __res
             ctx[CTX_STEPS] += 1.0;
             ctx[CTX_SAMPLES] += n_rows;
             ctx[CTX_L1_TOTAL] = ctx[CTX_STEP_L1_TOTAL];
-            ctx[CTX_SCALE] = stored_scale;
+            const bool averaging = ctx[CTX_STEP_AVERAGE_RATE] > 0.0;
+            ctx[CTX_STEP_FOLD_SCALE] = stored_scale;  // sgd_sparse_average folds it in
+            ctx[CTX_SCALE] = averaging ? 1.0 : stored_scale;
+            if (averaging) ctx[CTX_N_AVERAGED] += 1.0;
             if (momentum) ctx[CTX_MOMENTUM_STARTED] = 1.0;
         }
     }
+}
+
+// Once averaging has begun: the step's scale and every column's pending L1 into W (the
+// average needs every true weight), then the running averages. A no-op before.
+template <typename T>
+__global__ void sgd_sparse_average(T* __restrict__ W, const T* __restrict__ b,
+                                   T* __restrict__ l1_applied, T* __restrict__ average,
+                                   T* __restrict__ average_b, const double* __restrict__ ctx,
+                                   int d, int k) {
+    const double rate = ctx[CTX_STEP_AVERAGE_RATE];
+    if (!(rate > 0.0) || ctx[CTX_STEP_ROWS] <= 0.0) return;
+    const T scale = (T)ctx[CTX_STEP_FOLD_SCALE], total = (T)ctx[CTX_STEP_L1_TOTAL];
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)d * k;
+         i += (size_t)gridDim.x * blockDim.x) {
+        T w = W[i] * scale;
+        if (l1_applied != nullptr) w = l1_caught_up(w, total, &l1_applied[i]);
+        W[i] = w;
+        average[i] = average[i] + (T)rate * (w - average[i]);
+    }
+    if (blockIdx.x == 0)
+        for (int c = threadIdx.x; c < k; c += blockDim.x)
+            average_b[c] = average_b[c] + (T)rate * (b[c] - average_b[c]);
 }
 
 // End of a sparse epoch: the scale and every column's pending L1 into W (sgd_end_epoch,

@@ -83,6 +83,7 @@ def sparse_names(dtype: str) -> dict[str, str]:
     return {
         "forward": f"sgd_sparse_forward<{c_type}, {c_type}>",
         "update": f"sgd_sparse_update<{c_type}>",
+        "average": f"sgd_sparse_average<{c_type}>",
         "fold": f"sgd_sparse_fold<{c_type}>",
     }
 

@@ -118,10 +118,6 @@ def sparse_plan(batch_size, n_samples, n_outputs, itemsize, threads, max_rows=MA
 
 def sparse_fused_reason(data, config) -> str | None:
     """Why a CSR fit cannot run on the sparse kernels (None when it can)."""
-    if config.average_start:
-        return "averaging on sparse X is trained by the reference engine"
-    if config.optimizer.clip_norm is not None:
-        return "clip_norm on sparse X is trained by the reference engine"
     if dtype_name(data.X.data) != dtype_name(data.targets):
         return "sparse X values must have the compute dtype"
     if data.X.nnz >= 2**31 or data.X.shape[1] >= 2**31:

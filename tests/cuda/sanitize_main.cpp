@@ -98,7 +98,8 @@ int run_case(const Case& c) {
 
 // Sparse CSR: 2 epochs of lazy steps (momentum, L1, decay strong enough to renormalise).
 template <typename T>
-int run_sparse_case(const char* name, int n, int d, int k, int batch, int rows, int threads) {
+int run_sparse_case(const char* name, int n, int d, int k, int batch, int rows, int threads,
+                    double average_start, double clip_norm) {
     std::vector<int> indptr(n + 1, 0), indices;
     std::vector<T> values;
     for (int i = 0; i < n; ++i) {
@@ -114,6 +115,7 @@ int run_sparse_case(const char* name, int n, int d, int k, int batch, int rows, 
     for (size_t i = 0; i < Y.size(); ++i) Y[i] = i % 3 ? T(1) : T(-1);
     std::vector<T> active(k, T(1)), buffer(W.size(), T(0)), buffer_b(k, T(0)), l1q(W.size(), T(0));
     std::vector<T> gradient(W.size(), T(0)), g_rows(static_cast<size_t>(batch) * k), loss(blocks * k);
+    std::vector<T> average(W.size(), T(0)), average_b(k, T(0));
     std::vector<int> stamp(d, -1), touched(d, 0), counters(2, 0);
     std::vector<double> loss_total(k, 0.0), summary(SUMMARY_COLUMN_FIELDS * k + SUMMARY_TAIL);
     std::vector<double> cfg(CFG_SIZE, 0.0), ctx(CTX_SIZE, 0.0);
@@ -129,6 +131,8 @@ int run_sparse_case(const char* name, int n, int d, int k, int batch, int rows, 
     cfg[CFG_N_SAMPLES] = n;
     cfg[CFG_SEED] = 99;
     cfg[CFG_SHUFFLE] = SHUFFLE_BIJECTION;
+    cfg[CFG_AVERAGE_START] = average_start;
+    cfg[CFG_CLIP_NORM] = clip_norm;
     ctx[CTX_SCALE] = 1.0;
     const size_t shared = sizeof(long long) * rows + 2 * sizeof(T) * rows * k;
     const unsigned grid = 3;
@@ -141,11 +145,15 @@ int run_sparse_case(const char* name, int n, int d, int k, int batch, int rows, 
                             W.data(), b.data(), l1q.data(), active.data(), g_rows.data(),
                             loss.data(), gradient.data(), stamp.data(), touched.data(),
                             counters.data(), cfg.data(), ctx.data(), d, k, rows);
-            emulated_launch(sgd_sparse_update<T>, grid, threads, 0, W.data(), b.data(),
+            emulated_launch(sgd_sparse_update<T>, clip_norm > 0 ? 1u : grid, threads,
+                            clip_norm > 0 ? threads * sizeof(T) : 0, W.data(), b.data(),
                             buffer.data(), buffer_b.data(), l1q.data(), gradient.data(),
                             g_rows.data(), touched.data(), stamp.data(), counters.data(),
                             loss.data(), active.data(), loss_total.data(), cfg.data(), ctx.data(),
                             d, k, blocks);
+            if (average_start > 0)
+                emulated_launch(sgd_sparse_average<T>, grid, threads, 0, W.data(), b.data(),
+                                l1q.data(), average.data(), average_b.data(), ctx.data(), d, k);
         }
         emulated_launch(sgd_sparse_fold<T>, grid, threads, 0, W.data(), l1q.data(), ctx.data(), d, k);
         emulated_launch(sgd_end_epoch<T>, 1, threads, threads * sizeof(double), W.data(),
@@ -182,7 +190,7 @@ int main() {
          {{CFG_LOSS, LOSS_MODIFIED_HUBER}, {CFG_SHUFFLE, SHUFFLE_NONE}, {CFG_DAMPENING, 0.5},
           {CFG_MOMENTUM, 0.5}},
          true, false, true, true, false});
-    failures += run_sparse_case<float>("sparse float: lazy momentum", 41, 30, 3, 8, 3, 32);
-    failures += run_sparse_case<double>("sparse double: one output", 23, 50, 1, 23, 8, 64);
+    failures += run_sparse_case<float>("sparse float: lazy momentum", 41, 30, 3, 8, 3, 32, 0, 0);
+    failures += run_sparse_case<double>("sparse double: clip-norm avg", 23, 50, 1, 23, 8, 64, 5, 0.5);
     return failures;
 }

@@ -206,6 +206,8 @@ SPARSE_OPTIMIZERS = {
     "clip-value": {"clip_value": 0.05, "l2": 1e-3},
     # the weight scale falls below 1e-9 within the fit: renormalised on the device
     "renormalised": {"decoupled_decay": 9.0},
+    "clip-norm": {"clip_norm": 0.05, "momentum": 0.5},
+    "clip-norm-l1": {"clip_norm": 0.05, "l1": 1e-3},
 }
 
 
@@ -249,17 +251,19 @@ def test_sparse_sample_and_class_weights(emulated):
     assert_same_training(*train_both(data, config, backend=emulated))
 
 
-@pytest.mark.parametrize(
-    "options, reason",
-    [
-        ({"average_start": 1}, "averaging"),
-        ({"optimizer": {"clip_norm": 1.0}}, "clip_norm"),
-    ],
-)
-def test_sparse_options_not_fused_fall_back(options, reason):
+@pytest.mark.parametrize("average_start", [1, 20, 100])
+@pytest.mark.parametrize("optimizer", [{}, {"l1": 1e-3, "l2": 1e-3}, {"momentum": 0.9}])
+def test_sparse_averaging(emulated, average_start, optimizer):
+    config = make_config(loss="hinge", average_start=average_start, optimizer=optimizer)
+    assert_same_training(*train_both(_sparse_data(3), config, backend=emulated))
+
+
+def test_what_is_not_fused_falls_back():
     from sk_gpusgd._cuda import driver
 
-    config = make_config(**options)
-    assert reason in driver.fused_reason(np, _sparse_data(3), config)
+    X, Y = make_problem(n=10, d=20_000, k=1)  # a row wider than one block's shared memory
+    data = TrainingData(X=X, targets=Y)
+    config = make_config()
+    assert "shared memory" in driver.fused_reason(np, data, config)
     sentinel = object()
-    assert driver.select_engine(np, _sparse_data(3), config, reference=sentinel) is sentinel
+    assert driver.select_engine(np, data, config, reference=sentinel) is sentinel
