@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
@@ -41,6 +42,8 @@ from ._cuda.driver import select_engine
 from ._engine import EngineConfig, TrainingData, TrainingState, run
 from ._losses import make_loss
 from ._optim import MOMENTUM_FORMS, OptimizerConfig
+from ._precondition import feature_statistics
+from ._scaling import auto_batch_size, measure_scaling
 from ._schedules import make_schedule
 from ._validation import (
     check_device_features,
@@ -51,7 +54,7 @@ from ._validation import (
 
 # scikit-learn damps the intercept's step on sparse data.
 SPARSE_INTERCEPT_SCALE = 0.01
-DEFAULT_BATCH_SIZE = 8
+DEFAULT_BATCH_SIZE = "auto"
 HALF_DTYPES = ("float16", "bfloat16")
 
 
@@ -83,7 +86,7 @@ class BaseSGD(BaseEstimator):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "warm_start": ["boolean"],
         "average": [Interval(Integral, 0, None, closed="neither"), "boolean"],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "momentum": [Interval(Real, 0, 1, closed="left")],
         "dampening": [Interval(Real, 0, 1, closed="both")],
         "nesterov": ["boolean"],
@@ -93,6 +96,8 @@ class BaseSGD(BaseEstimator):
         "clip_value": [Interval(Real, 0, None, closed="neither"), None],
         "clip_norm": [Interval(Real, 0, None, closed="neither"), None],
         "multi_precision": ["boolean"],
+        "preconditioner": [StrOptions({"auto", "standardize"}), None],
+        "scale_learning_rate": ["boolean"],
         "device": [StrOptions(set(DEVICE_OPTIONS))],
     }
 
@@ -168,7 +173,8 @@ class BaseSGD(BaseEstimator):
             loss=loss,
             schedule=make_schedule(self.learning_rate, self.eta0, self.alpha, self.power_t, loss),
             optimizer=self._optimizer_config(),
-            batch_size=int(self.batch_size),
+            # 'auto' is resolved once the data is known
+            batch_size=1 if self.batch_size == "auto" else int(self.batch_size),
             fit_intercept=bool(self.fit_intercept),
             intercept_scale=SPARSE_INTERCEPT_SCALE if sparse else 1.0,
             shuffle=bool(self.shuffle),
@@ -178,6 +184,23 @@ class BaseSGD(BaseEstimator):
             compute_dtype=compute_dtype,
             verbose=int(self.verbose),
         )
+
+    def _resolved_batch_size(self, xp, n_samples: int, continuing: bool) -> int:
+        """``batch_size``, or the 'auto' choice for this data and device."""
+        if self.batch_size != "auto":
+            return int(self.batch_size)
+        if continuing and hasattr(self, "batch_size_"):
+            # partial_fit keeps the batch size of its first call: chunks of a stream differ
+            return self.batch_size_
+        return auto_batch_size(n_samples, on_gpu=is_cupy_namespace(xp))
+
+    def _resolved_preconditioner(self, sparse: bool):
+        """'standardize' or None: 'auto' standardises dense X when the batch size is automatic."""
+        if self.preconditioner != "auto":
+            return self.preconditioner
+        if self.batch_size == "auto" and self.batch_size_ > 1 and not sparse:
+            return "standardize"
+        return None
 
     # ------------------------------------------------------------ validation
     def _validate_training_input(self, X, y, reset: bool):
@@ -287,6 +310,21 @@ class BaseSGD(BaseEstimator):
         validation_score = None
         if self.early_stopping and not partial:
             data, validation_score = self._split_validation(xp, data, y)
+        continuing = partial and fitted
+        self.batch_size_ = self._resolved_batch_size(xp, data.n_samples, continuing)
+        if not continuing:
+            self.preconditioner_ = self._resolved_preconditioner(sparse)
+            if self.preconditioner_ == "standardize":
+                mean, inv_scale = feature_statistics(xp, data.X, compute_dtype)
+                state.precondition(mean, inv_scale)
+            state.scaling = measure_scaling(
+                data.X, bool(self.fit_intercept), state.feature_mean, state.feature_inv_scale
+            )
+        config = replace(
+            config,
+            batch_size=self.batch_size_,
+            scaling=state.scaling if self.scale_learning_rate else None,
+        )
 
         random_state = check_random_state(self.random_state)
         shuffle_rng = np.random.RandomState(random_state.randint(np.iinfo(np.int32).max))
@@ -446,7 +484,7 @@ class BaseSGD(BaseEstimator):
             to_namespace(coef, out_xp), to_namespace(intercept, out_xp)
         )
         self.n_iter_ = report.n_epochs
-        self.t_ = float(state.steps + 1)
+        self.t_ = float(state.samples_seen + 1)
         previous = list(getattr(self, "loss_curve_", [])) if partial else []
         self.loss_curve_ = previous + report.loss_curve
         self.device_ = device_name(xp, state.coef)

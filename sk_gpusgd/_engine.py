@@ -20,7 +20,12 @@ from array_api_compat import device as array_device
 from ._backend import is_cupy_namespace, is_sparse, to_namespace
 from ._losses import Loss
 from ._optim import OptimizerConfig, clip_gradient, l1_truncate, momentum_step
+from ._precondition import preconditioned_gradient, to_internal, to_model
+from ._scaling import BatchScaling
 from ._schedules import ADAPTIVE_DIVISOR, MIN_ADAPTIVE_ETA, Schedule
+
+# scikit-learn clips each sample's loss derivative to this magnitude
+MAX_DLOSS = 1e12
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,9 @@ class EngineConfig:
         Dtype of the arithmetic when X is stored in half precision.
     verbose : int
         Print one line per epoch when positive.
+    scaling : BatchScaling or None
+        How a batch's step grows with its row count; None is the plain batch
+        mean at the per-sample rate (the gain is 1).
     """
 
     loss: Loss
@@ -67,6 +75,16 @@ class EngineConfig:
     average_start: int = 0
     compute_dtype: Any = None
     verbose: int = 0
+    scaling: BatchScaling | None = None
+
+    def step_rate(self, xp, eta, n_rows: int):
+        """The rate of a step over ``n_rows`` rows from the per-sample rate ``eta``.
+
+        See :meth:`BatchScaling.step_rate`; ``eta`` itself without scaling.
+        """
+        if self.scaling is None or n_rows <= 1:
+            return eta
+        return self.scaling.step_rate(xp, eta, n_rows, self.loss.curvature)
 
 
 @dataclass
@@ -95,7 +113,11 @@ class TrainingState:
     """Weights and optimizer state; persists across ``partial_fit`` calls.
 
     ``coef`` is (n_features, n_outputs) so that one matrix product serves every
-    class. ``steps`` counts optimizer steps (the schedule clock is steps + 1).
+    class. ``steps`` counts optimizer steps and ``samples_seen`` rows; the
+    schedule's clock is scikit-learn's, ``t = samples_seen + 1``, whatever the
+    batch size. ``adaptive_eta`` holds
+    one 'adaptive' rate per output column (each one-vs-rest problem divides its
+    own rate), ``scaling`` the batch gain measured on the first data seen.
     """
 
     coef: Any
@@ -103,27 +125,43 @@ class TrainingState:
     coef_buffer: Any = None
     intercept_buffer: Any = None
     l1_applied: Any = None
-    l1_total: float = 0.0
+    l1_total: Any = 0.0
     average_coef: Any = None
     average_intercept: Any = None
     n_averaged: int = 0
     steps: int = 0
     samples_seen: int = 0
-    adaptive_eta: float | None = None
+    adaptive_eta: tuple | None = None
+    scaling: BatchScaling | None = None
+    feature_mean: Any = None
+    feature_inv_scale: Any = None
+
+    @property
+    def preconditioned(self) -> bool:
+        """Whether ``coef``/``intercept`` hold the preconditioned ``(v, c)``."""
+        return self.feature_inv_scale is not None
 
     def model_weights(self):
         """``(coef, intercept)`` the model predicts with: the averages once averaging began."""
         if self.average_coef is not None and self.n_averaged > 0:
-            return self.average_coef, self.average_intercept
-        return self.coef, self.intercept
+            return self.to_model(self.average_coef, self.average_intercept)
+        return self.to_model(self.coef, self.intercept)
+
+    def precondition(self, mean, inv_scale) -> None:
+        """Switch to preconditioned weights for a new fit (the optimizer state starts afresh)."""
+        self.feature_mean, self.feature_inv_scale = mean, inv_scale
+        self.coef, self.intercept = to_internal(self.coef, self.intercept, mean, inv_scale)
+        self.coef_buffer = self.intercept_buffer = None
+
+    def to_model(self, coef, intercept):
+        """Internal weights to the model's (the identity without preconditioning)."""
+        if not self.preconditioned:
+            return coef, intercept
+        return to_model(coef, intercept, self.feature_mean, self.feature_inv_scale)
 
     def arrays(self) -> dict:
         """The array fields, by name (for moving the state between namespaces)."""
-        return {
-            name: value
-            for name, value in vars(self).items()
-            if value is not None and not isinstance(value, int | float)
-        }
+        return {name: value for name, value in vars(self).items() if hasattr(value, "shape")}
 
     def moved_to(self, xp) -> TrainingState:
         """A copy of the state with every array in namespace ``xp``."""
@@ -173,10 +211,12 @@ def squared_row_norms(xp, X_batch):
 
 
 def loss_gradient(xp, decision, targets, weights, X_batch, config: EngineConfig):
-    """Weighted loss of the batch (0-d) and the weighted derivative of each decision.
+    """Per-column loss of the batch and the weighted derivative of each decision.
 
-    The loss is weighted like the gradient (sample and class weights), so that
-    the stopping rule watches the objective the steps minimise.
+    The loss is summed over the rows of each output column, unweighted, as
+    scikit-learn's stopping rule sums it. The derivative is clipped to
+    ``[-MAX_DLOSS, MAX_DLOSS]`` as scikit-learn clips it, then multiplied by the
+    sample and class weights.
 
     For the passive-aggressive rates the derivative is replaced by the
     per-sample PA step divided by eta0, so that ``eta0 * derivative`` is the
@@ -197,16 +237,65 @@ def loss_gradient(xp, decision, targets, weights, X_batch, config: EngineConfig)
         else:
             sign = 1.0 - 2.0 * xp.astype(targets - decision < 0, decision.dtype)
         derivative = -(step * sign) / schedule.eta0
+    else:
+        derivative = xp.clip(derivative, -MAX_DLOSS, MAX_DLOSS)
     if weights is not None:
         derivative = derivative * weights
-        loss_values = loss_values * weights
-    return xp.sum(loss_values), derivative
+    return column_sums(xp, loss_values), derivative
+
+
+def penalty_columns(xp, coef, optimizer: OptimizerConfig):
+    """The penalty of each output column: ``l2 / 2 ||w_k||^2 + l1 ||w_k||_1``."""
+    value = None
+    if optimizer.l2:
+        value = (0.5 * optimizer.l2) * xp.sum(coef * coef, axis=0)
+    if optimizer.l1:
+        l1 = optimizer.l1 * xp.sum(xp.abs(coef), axis=0)
+        value = l1 if value is None else value + l1
+    return value
+
+
+class EpochTotals:
+    """What an epoch adds up for the stopping rule, per output column, on the device.
+
+    ``loss`` sums each row's (unweighted) loss; ``penalty`` sums the penalty of
+    the weights each row met, i.e. ``n_rows * penalty(w)`` per step, so that
+    with ``batch_size=1`` the objective is scikit-learn's sample by sample. The
+    passive-aggressive rates watch the loss alone, as scikit-learn's do.
+    """
+
+    def __init__(self, config: EngineConfig):
+        self.optimizer = config.optimizer
+        # only the stopping rule reads the penalty
+        self.with_penalty = (
+            not config.schedule.passive_aggressive
+            and config.tol is not None
+            and bool(config.optimizer.l2 or config.optimizer.l1)
+        )
+        self.loss = 0.0
+        self.penalty = 0.0
+
+    def add(self, batch_loss, n_rows: int, penalty=None) -> None:
+        """Add one batch: its per-column loss, and the penalty of the weights before the step."""
+        self.loss = self.loss + batch_loss
+        if penalty is not None:
+            self.penalty = self.penalty + n_rows * penalty
 
 
 def apply_step(xp, state: TrainingState, grad_coef, grad_intercept, eta, config):
-    """Clip, decay, momentum and L1 on the full weights, then the averages."""
+    """Clip, decay, momentum and L1 on the full weights, then the averages.
+
+    With preconditioning the penalties act on the model's weights
+    ``v * inv_scale``: per feature, L2 is ``l2 * inv_scale**2`` and the L1
+    threshold ``l1 * inv_scale`` on ``v``.
+    """
     opt = config.optimizer
     grad_coef, grad_intercept = clip_gradient(xp, grad_coef, grad_intercept, opt)
+    l2, l1_factor = opt.l2, 1.0
+    if state.preconditioned:
+        l1_factor = state.feature_inv_scale[:, None]
+        if opt.l2:
+            l2 = opt.l2 * (l1_factor * l1_factor)
     state.coef, state.coef_buffer = momentum_step(
         xp,
         state.coef,
@@ -214,15 +303,17 @@ def apply_step(xp, state: TrainingState, grad_coef, grad_intercept, eta, config)
         state.coef_buffer,
         eta,
         opt,
-        l2=opt.l2,
+        l2=l2,
         decay=opt.decoupled_decay,
     )
     step_intercept(xp, state, grad_intercept, eta, config)
     if opt.l1:
-        state.l1_total += eta * opt.l1
+        state.l1_total = state.l1_total + eta * opt.l1
         if state.l1_applied is None:
             state.l1_applied = xp.zeros_like(state.coef)
-        state.coef, state.l1_applied = l1_truncate(xp, state.coef, state.l1_applied, state.l1_total)
+        state.coef, state.l1_applied = l1_truncate(
+            xp, state.coef, state.l1_applied, state.l1_total * l1_factor
+        )
 
 
 def step_intercept(xp, state: TrainingState, grad_intercept, eta, config) -> None:
@@ -238,24 +329,48 @@ def step_intercept(xp, state: TrainingState, grad_intercept, eta, config) -> Non
         )
 
 
-def update_average(xp, state: TrainingState, config: EngineConfig) -> None:
-    """Running mean of the weights once ``average_start`` samples were seen."""
+def update_average(xp, state: TrainingState, config: EngineConfig, n_rows: int) -> None:
+    """Running mean of the weights, per sample, once ``average_start`` samples were seen.
+
+    A step's weights stand for each of its ``n_rows`` samples, so with
+    ``batch_size=1`` this is scikit-learn's average of the per-sample weights.
+    """
     if not config.average_start or state.samples_seen < config.average_start:
         return
-    state.n_averaged += 1
+    # the samples of this step that come after the averaging start
+    counted = min(n_rows, state.samples_seen - config.average_start + 1)
+    state.n_averaged += counted
     if state.average_coef is None:
         state.average_coef = xp.zeros_like(state.coef)
         state.average_intercept = xp.zeros_like(state.intercept)
-    rate = 1.0 / state.n_averaged
+    rate = counted / state.n_averaged
     state.average_coef = state.average_coef + rate * (state.coef - state.average_coef)
     state.average_intercept = state.average_intercept + rate * (
         state.intercept - state.average_intercept
     )
 
 
-def current_learning_rate(state: TrainingState, config: EngineConfig) -> float:
-    """The schedule's rate for the next step; PA steps use eta0 for the penalty."""
-    return config.schedule.learning_rate(state.steps + 1, state.adaptive_eta)
+def current_learning_rate(xp, state: TrainingState, config: EngineConfig, n_rows: int):
+    """The rate of the next step, over ``n_rows`` rows: the gain times the per-sample rate.
+
+    The schedule's clock is scikit-learn's, ``t = samples_seen + 1``. A float, or one
+    rate per output column (xp array) once 'adaptive' columns have diverged.
+    """
+    adaptive = state.adaptive_eta
+    if adaptive is not None and len(set(adaptive)) == 1:
+        adaptive = adaptive[0]
+    if adaptive is not None and not isinstance(adaptive, float):
+        adaptive = xp.asarray(
+            np.asarray(adaptive), dtype=state.coef.dtype, device=array_device(state.coef)
+        )
+    eta = config.schedule.learning_rate(state.samples_seen + 1, adaptive)
+    return config.step_rate(xp, eta, n_rows)
+
+
+def advance_clock(state: TrainingState, n_rows: int) -> None:
+    """Count a finished step over ``n_rows`` rows."""
+    state.steps += 1
+    state.samples_seen += n_rows
 
 
 def column_sums(xp, derivative):
@@ -271,13 +386,13 @@ def _batch_rows(xp, array, order, start, stop):
     return xp.take(array, order[start:stop], axis=0)
 
 
-def _dense_epoch(xp, state: TrainingState, data: TrainingData, config, order):
-    """One pass over the rows; returns the summed loss as a 0-d device array."""
+def _dense_epoch(xp, state: TrainingState, data: TrainingData, config, order, frozen):
+    """One pass over the rows; returns the epoch's :class:`EpochTotals`."""
     n_samples = data.n_samples
     # small per-row arrays are put in epoch order once; X is gathered batch by batch
     targets_all = _in_order(xp, data.targets, order)
     sample_weight_all = _in_order(xp, data.sample_weight, order)
-    loss_sum = 0.0
+    totals = EpochTotals(config)
     for start in range(0, n_samples, config.batch_size):
         stop = min(start + config.batch_size, n_samples)
         X_batch = _batch_rows(xp, data.X, order, start, stop)
@@ -285,25 +400,32 @@ def _dense_epoch(xp, state: TrainingState, data: TrainingData, config, order):
             X_batch = xp.astype(X_batch, config.compute_dtype)
         targets = targets_all[start:stop, ...]
         sample_weight = None if sample_weight_all is None else sample_weight_all[start:stop]
-        weights = batch_weights(xp, targets, sample_weight, data)
-        decision = X_batch @ state.coef + state.intercept
+        weights = frozen.masked(batch_weights(xp, targets, sample_weight, data))
+        coef, intercept = state.to_model(state.coef, state.intercept)
+        decision = X_batch @ coef + intercept
         batch_loss, derivative = loss_gradient(xp, decision, targets, weights, X_batch, config)
-        loss_sum = loss_sum + batch_loss
         n_rows = stop - start
+        penalty = penalty_columns(xp, coef, config.optimizer) if totals.with_penalty else None
+        totals.add(batch_loss, n_rows, penalty)
         # the batch mean: scale the (batch, outputs) derivative, not the gradients
         derivative = derivative * (1.0 / n_rows)
+        if state.preconditioned:
+            grad_coef, grad_intercept = preconditioned_gradient(
+                xp, X_batch, derivative, state.feature_mean, state.feature_inv_scale
+            )
+        else:
+            grad_coef, grad_intercept = X_batch.T @ derivative, column_sums(xp, derivative)
         apply_step(
             xp,
             state,
-            X_batch.T @ derivative,
-            column_sums(xp, derivative),
-            current_learning_rate(state, config),
+            grad_coef,
+            grad_intercept,
+            current_learning_rate(xp, state, config, n_rows),
             config,
         )
-        state.steps += 1
-        state.samples_seen += n_rows
-        update_average(xp, state, config)
-    return loss_sum
+        advance_clock(state, n_rows)
+        update_average(xp, state, config, n_rows)
+    return totals
 
 
 def _in_order(xp, array, order):
@@ -313,33 +435,63 @@ def _in_order(xp, array, order):
     return xp.take(array, order, axis=0)
 
 
-def penalty_value(xp, coef, optimizer: OptimizerConfig):
-    """alpha * ((1 - l1_ratio) / 2 ||w||^2 + l1_ratio ||w||_1), as scikit-learn's objective."""
-    value = 0.0 * xp.sum(coef)
-    if optimizer.l2:
-        value = value + 0.5 * optimizer.l2 * xp.sum(coef * coef)
-    if optimizer.l1:
-        value = value + optimizer.l1 * xp.sum(xp.abs(coef))
-    return value
+class FrozenColumns:
+    """One-vs-rest columns that met the stopping rule, kept as they were.
+
+    scikit-learn trains each one-vs-rest problem on its own and stops each when
+    its objective stops improving. Here all columns share one matrix product,
+    so a converged column gets a zero loss derivative (it no longer enters the
+    gradient or a global clipping norm) and, at the end of every epoch, its
+    weights and optimizer state are put back as they were when it stopped.
+    """
+
+    def __init__(self, xp, state: TrainingState, active):
+        self.active = np.asarray(active, dtype=bool)
+        self.mask = None
+        self.saved = {}
+        if self.active.all():
+            return
+        like = state.coef
+        self.mask = xp.asarray(
+            self.active.astype(np.float64), dtype=like.dtype, device=array_device(like)
+        )
+        self.saved = {
+            name: xp.asarray(value, copy=True)
+            for name, value in state.arrays().items()
+            if value.ndim >= 1 and value.shape[-1] == self.active.shape[0]
+        }
+
+    def masked(self, weights):
+        """Per-row weights with the converged columns' derivative set to zero."""
+        if self.mask is None:
+            return weights
+        return self.mask[None, :] if weights is None else weights * self.mask
+
+    def restore(self, xp, state: TrainingState) -> None:
+        """Put the converged columns back, after an epoch."""
+        if self.mask is None:
+            return
+        keep = self.mask > 0
+        for name, saved in self.saved.items():
+            setattr(state, name, xp.where(keep, getattr(state, name), saved))
 
 
-def _epoch_summary(xp, state: TrainingState, loss_sum, n_samples, optimizer):
-    """One host sync: mean loss, objective, and whether the weights are finite."""
+def _epoch_summary(xp, state: TrainingState, totals: EpochTotals, n_samples):
+    """One host sync: mean loss and objective per column, and whether the weights are finite."""
     coef = state.coef
+    n_outputs = coef.shape[1]
     finite_probe = xp.sum(coef) + xp.sum(state.intercept)
-    summary = xp.stack(
-        [
-            xp.astype(loss_sum, coef.dtype) / n_samples,
-            penalty_value(xp, coef, optimizer),
-            xp.astype(finite_probe, coef.dtype),
-        ]
+    zeros = xp.zeros((n_outputs,), dtype=coef.dtype, device=array_device(coef))
+    loss = xp.astype(totals.loss + zeros, coef.dtype)
+    penalty = xp.astype(totals.penalty + zeros, coef.dtype)
+    summary = to_namespace(
+        xp.concat([loss / n_samples, penalty / n_samples, xp.reshape(finite_probe, (1,))]), np
     )
-    mean_loss, penalty, probe = (float(v) for v in to_namespace(summary, np))
-    return (
-        mean_loss,
-        mean_loss + penalty,
-        math.isfinite(probe) and math.isfinite(mean_loss),
-    )
+    summary = np.asarray(summary, dtype=np.float64)
+    mean_loss = summary[:n_outputs]
+    objective = mean_loss + summary[n_outputs : 2 * n_outputs]
+    finite = bool(np.isfinite(summary).all())
+    return mean_loss, objective, finite
 
 
 def permutation_source(xp, random_state: np.random.RandomState, X) -> Callable[[int], Any]:
@@ -405,18 +557,20 @@ def run(
 
     report = RunReport()
     n_samples = data.n_samples
+    n_outputs = int(state.coef.shape[1])
     next_permutation = permutation_source(xp, random_state, data.X)
     epoch_runner = sparse_epoch if is_sparse(data.X) else _dense_epoch
-    best_objective, best_score = math.inf, -math.inf
-    no_improvement = 0
+    rule = StoppingRule(config, n_outputs, early_stopping=validation_score is not None)
+    if state.adaptive_eta is None and config.schedule.kind == "adaptive":
+        state.adaptive_eta = (float(config.schedule.eta0),) * n_outputs
+    frozen = FrozenColumns(xp, state, rule.active)
     started = time.perf_counter()
     with np.errstate(all="ignore"):
         for epoch in range(max_epochs):
             order = next_permutation(n_samples) if config.shuffle else None
-            loss_sum = epoch_runner(xp, state, data, config, order)
-            mean_loss, objective, finite = _epoch_summary(
-                xp, state, loss_sum, n_samples, config.optimizer
-            )
+            totals = epoch_runner(xp, state, data, config, order, frozen)
+            frozen.restore(xp, state)
+            mean_loss, objective, finite = _epoch_summary(xp, state, totals, n_samples)
             report.n_epochs = epoch + 1
             if not finite:
                 raise DivergenceError(
@@ -426,33 +580,67 @@ def run(
                     "eta0, choose a decaying learning_rate, or scale X (e.g. with "
                     "StandardScaler)."
                 )
-            report.loss_curve.append(mean_loss)
-            if validation_score is not None:
-                score = validation_score(state)
-                improved = config.tol is None or score >= best_score + config.tol
-                best_score = max(best_score, score)
-            else:
-                score = None
-                improved = config.tol is None or objective <= best_objective - config.tol
-                best_objective = min(best_objective, objective)
+            report.loss_curve.append(
+                float(mean_loss[rule.active].sum() if rule.active.any() else 0)
+            )
+            score = validation_score(state) if validation_score is not None else None
             if config.verbose:
-                extra = "" if score is None else f", validation score: {score:.6f}"
+                extra = "" if score is None else f", validation score: {np.mean(score):.6f}"
                 print(
-                    f"-- Epoch {epoch + 1}: avg. loss {mean_loss:.6f}, objective "
-                    f"{objective:.6f}, steps {state.steps}{extra}, "
+                    f"-- Epoch {epoch + 1}: avg. loss {mean_loss.sum():.6f}, objective "
+                    f"{objective.sum():.6f}, steps {state.steps}{extra}, "
                     f"{time.perf_counter() - started:.2f} s"
                 )
             if not use_stopping_rule or config.tol is None:
                 continue
-            no_improvement = 0 if improved else no_improvement + 1
-            if no_improvement >= config.n_iter_no_change:
-                eta = current_learning_rate(state, config)
-                if config.schedule.kind == "adaptive" and eta > MIN_ADAPTIVE_ETA:
-                    state.adaptive_eta = eta / ADAPTIVE_DIVISOR
-                    no_improvement = 0
+            stalled = rule.update(objective if score is None else np.atleast_1d(score))
+            newly_stopped = np.zeros(n_outputs, dtype=bool)
+            adaptive = None if state.adaptive_eta is None else list(state.adaptive_eta)
+            for column in np.flatnonzero(stalled):
+                if adaptive is not None and adaptive[column] > MIN_ADAPTIVE_ETA:
+                    adaptive[column] /= ADAPTIVE_DIVISOR
+                    rule.no_improvement[column] = 0
                 else:
+                    newly_stopped[column] = True
+            if adaptive is not None:
+                state.adaptive_eta = tuple(adaptive)
+            if newly_stopped.any():
+                rule.active &= ~newly_stopped
+                if not rule.active.any():
                     report.converged = True
                     if config.verbose:
                         print(f"Convergence after {epoch + 1} epochs")
                     break
+                frozen = FrozenColumns(xp, state, rule.active)
     return report
+
+
+class StoppingRule:
+    """scikit-learn's stopping rule, kept for each output column on its own.
+
+    A column makes no progress in an epoch when its objective (mean loss plus
+    penalty) is above its best minus ``tol``, or, with early stopping, when its
+    validation score is below its best plus ``tol``; after
+    ``n_iter_no_change`` such epochs in a row it stops (or, with the
+    'adaptive' rate, divides its rate by 5).
+    """
+
+    def __init__(self, config: EngineConfig, n_outputs: int, early_stopping: bool):
+        self.tol = config.tol
+        self.patience = config.n_iter_no_change
+        self.early_stopping = early_stopping
+        self.best = np.full(n_outputs, -math.inf if early_stopping else math.inf)
+        self.no_improvement = np.zeros(n_outputs, dtype=int)
+        self.active = np.ones(n_outputs, dtype=bool)
+
+    def update(self, values) -> np.ndarray:
+        """Record an epoch's per-column values; returns the active columns out of patience."""
+        values = np.broadcast_to(np.asarray(values, dtype=np.float64), self.best.shape)
+        if self.early_stopping:
+            improved = values >= self.best + self.tol
+            self.best = np.maximum(self.best, values)
+        else:
+            improved = values <= self.best - self.tol
+            self.best = np.minimum(self.best, values)
+        self.no_improvement = np.where(improved, 0, self.no_improvement + 1)
+        return self.active & (self.no_improvement >= self.patience)

@@ -16,6 +16,9 @@ class Loss:
     """Base class: ``value_and_derivative`` is vectorised over a batch."""
 
     name: str = ""
+    # bound on the second derivative in the decision (1 for the piecewise-linear
+    # losses: the step that moves a row's margin by one unit)
+    curvature = 1.0
 
     def value_and_derivative(self, xp, decision, target):
         """The loss and its derivative with respect to the decision, elementwise."""
@@ -45,6 +48,8 @@ class Hinge(Loss):
 class SquaredHinge(Loss):
     """max(0, 1 - y p)^2."""
 
+    curvature = 2.0
+
     def value_and_derivative(self, xp, decision, target):
         margin = xp.maximum(1.0 - target * decision, 0.0)
         return margin * margin, -2.0 * target * margin
@@ -53,6 +58,8 @@ class SquaredHinge(Loss):
 @dataclass(frozen=True)
 class LogLoss(Loss):
     """log(1 + exp(-y p)), computed without overflow."""
+
+    curvature = 0.25
 
     def value_and_derivative(self, xp, decision, target):
         z = target * decision
@@ -66,6 +73,8 @@ class LogLoss(Loss):
 @dataclass(frozen=True)
 class ModifiedHuber(Loss):
     """Quadratically smoothed hinge (Zhang 2004)."""
+
+    curvature = 2.0
 
     def value_and_derivative(self, xp, decision, target):
         z = target * decision
@@ -118,6 +127,8 @@ class EpsilonInsensitive(Loss):
 @dataclass(frozen=True)
 class SquaredEpsilonInsensitive(Loss):
     """max(0, |y - p| - epsilon)^2."""
+
+    curvature = 2.0
 
     epsilon: float = 0.1
 

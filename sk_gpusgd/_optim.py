@@ -79,7 +79,22 @@ def clip_gradient(xp, grad_coef, grad_intercept, config: OptimizerConfig):
     return grad_coef, grad_intercept
 
 
-def momentum_step(xp, weights, grad, buffer, learning_rate, config, l2=0.0, decay=0.0):
+def shrink_factor(xp, learning_rate, decay: float):
+    """``max(0, 1 - lr * decay)``: scikit-learn zeroes weights rather than flip their sign.
+
+    ``learning_rate`` is a float, or an array of one rate per output column.
+    """
+    if isinstance(learning_rate, float) and isinstance(decay, float):
+        return max(0.0, 1.0 - learning_rate * decay)
+    return xp.maximum(1.0 - learning_rate * decay, 0.0)
+
+
+def _is_set(value) -> bool:
+    """A decay given as a float is off at 0; one given per feature (an array) is on."""
+    return not isinstance(value, float) or value != 0.0
+
+
+def momentum_step(xp, weights, grad, buffer, learning_rate, config, l2=0.0, decay=0.0):  # noqa: PLR0913
     """One update of ``weights`` from ``grad``; returns ``(weights, buffer)``.
 
     Parameters
@@ -93,21 +108,22 @@ def momentum_step(xp, weights, grad, buffer, learning_rate, config, l2=0.0, deca
         This step's learning rate.
     config : OptimizerConfig
         Momentum settings.
-    l2 : float
-        Coupled L2, added to the gradient (so it passes through momentum).
+    l2 : float or array
+        Coupled L2, added to the gradient (so it passes through momentum); an
+        array gives one strength per feature (preconditioning).
     decay : float
         Decoupled weight decay, applied to the weights before the step.
     """
     mu = config.momentum
     if mu == 0.0:
-        # (1 - lr (l2 + decay)) w - lr g: both decays fold into one rescaling
-        shrink = 1.0 - learning_rate * (l2 + decay)
-        shrunk = weights * shrink if shrink != 1.0 else weights
-        return shrunk - learning_rate * grad, None
-    if l2:
+        # max(0, 1 - lr (l2 + decay)) w - lr g: both decays fold into one rescaling
+        if _is_set(l2) or _is_set(decay):
+            weights = weights * shrink_factor(xp, learning_rate, l2 + decay)
+        return weights - learning_rate * grad, None
+    if _is_set(l2):
         grad = grad + l2 * weights
-    if decay:
-        weights = weights * (1.0 - learning_rate * decay)
+    if _is_set(decay):
+        weights = weights * shrink_factor(xp, learning_rate, decay)
     if config.momentum_form == "buffer":
         if buffer is None:
             # PyTorch: no dampening on the first step

@@ -32,12 +32,16 @@ import importlib
 from ._backend import is_cupy_namespace
 from ._engine import (
     EngineConfig,
+    EpochTotals,
+    FrozenColumns,
     TrainingData,
     TrainingState,
+    advance_clock,
     batch_weights,
     column_sums,
     current_learning_rate,
     loss_gradient,
+    shrink_factor,
     step_intercept,
     update_average,
 )
@@ -79,8 +83,15 @@ class CsrBatches:
         return columns, compact
 
 
-def sparse_epoch(xp, state: TrainingState, data: TrainingData, config: EngineConfig, order):
-    """One pass over CSR rows with lazy updates; returns the summed loss."""
+def sparse_epoch(
+    xp,
+    state: TrainingState,
+    data: TrainingData,
+    config: EngineConfig,
+    order,
+    frozen: FrozenColumns,
+) -> EpochTotals:
+    """One pass over CSR rows with lazy updates; returns the epoch's totals."""
     opt = config.optimizer
     X = data.X
     n_samples = X.shape[0]
@@ -92,8 +103,10 @@ def sparse_epoch(xp, state: TrainingState, data: TrainingData, config: EngineCon
         state.coef_buffer = xp.zeros_like(coef)
     if opt.l1 and state.l1_applied is None:
         state.l1_applied = xp.zeros_like(coef)
+    # one scale per output column: 'adaptive' columns can have their own rates
     scale = 1.0
-    loss_sum = 0.0
+    totals = EpochTotals(config)
+    norms = LazyNorms(xp, coef, opt) if totals.with_penalty else None
     batches = CsrBatches(xp, X)
     for start in range(0, n_samples, config.batch_size):
         stop = min(start + config.batch_size, n_samples)
@@ -112,23 +125,23 @@ def sparse_epoch(xp, state: TrainingState, data: TrainingData, config: EngineCon
             xp,
             decision,
             targets,
-            batch_weights(xp, targets, sample_weight, data),
+            frozen.masked(batch_weights(xp, targets, sample_weight, data)),
             compact,
             config,
         )
-        loss_sum = loss_sum + batch_loss
         n_rows = stop - start
+        totals.add(batch_loss, n_rows, norms.penalty(scale) if totals.with_penalty else None)
         # the batch mean, folded into the derivative as in the dense step
         derivative = derivative * (1.0 / n_rows)
         grad_rows = compact.T @ derivative
         grad_intercept = column_sums(xp, derivative)
         grad_rows, grad_intercept = clip_gradient(xp, grad_rows, grad_intercept, opt)
-        eta = current_learning_rate(state, config)
+        eta = current_learning_rate(xp, state, config, n_rows)
 
         buffer_rows = None
         if opt.uses_momentum:
             buffer_rows = state.coef_buffer[columns]
-        new_scale = scale * (1.0 - eta * lazy_decay)
+        new_scale = scale * shrink_factor(xp, eta, lazy_decay)
         weights_true, buffer_rows = momentum_step(
             xp,
             weights_true,
@@ -142,18 +155,23 @@ def sparse_epoch(xp, state: TrainingState, data: TrainingData, config: EngineCon
         if opt.uses_momentum:
             state.coef_buffer[columns] = buffer_rows
         if opt.l1:
-            state.l1_total += eta * opt.l1
+            state.l1_total = state.l1_total + eta * opt.l1
             weights_true, state.l1_applied[columns] = l1_truncate(
                 xp, weights_true, state.l1_applied[columns], state.l1_total
             )
         step_intercept(xp, state, grad_intercept, eta, config)
         scale = new_scale
-        if scale < MIN_WEIGHT_SCALE:
+        if _below(xp, scale, MIN_WEIGHT_SCALE):
+            # also where the shrink was clamped to zero: every weight becomes 0, as in scikit-learn
             coef *= scale
             scale = 1.0
-        coef[columns] = weights_true / scale
-        state.steps += 1
-        state.samples_seen += n_rows
+            if norms is not None:
+                norms.reset(coef)
+        new_rows = weights_true / scale
+        if norms is not None:
+            norms.replace(xp.take(coef, columns, axis=0), new_rows)
+        coef[columns] = new_rows
+        advance_clock(state, n_rows)
         if config.average_start and state.samples_seen >= config.average_start:
             # The average needs every row's true weight: fold the scale in and
             # bring every row's pending L1 up to date, as the dense step does.
@@ -162,9 +180,55 @@ def sparse_epoch(xp, state: TrainingState, data: TrainingData, config: EngineCon
             if opt.l1:
                 coef, state.l1_applied = l1_truncate(xp, coef, state.l1_applied, state.l1_total)
             state.coef = coef
-            update_average(xp, state, config)
+            if norms is not None:
+                norms.reset(coef)
+            update_average(xp, state, config, n_rows)
     coef *= scale
     if opt.l1:
         coef[...], state.l1_applied = l1_truncate(xp, coef, state.l1_applied, state.l1_total)
     state.coef = coef
-    return loss_sum
+    return totals
+
+
+class LazyNorms:
+    """Per-column ``||v||^2`` and ``||v||_1`` of the stored weights ``v``, in O(nnz) a step.
+
+    The stopping rule needs the penalty of the weights every step; recomputing
+    it would cost O(n_features) a step, so the norms follow the rows a step
+    changes. The true weights are ``scale * v``; rows whose cumulative L1 is
+    pending count with their stored value until they next appear.
+    """
+
+    def __init__(self, xp, coef, optimizer):
+        self.xp = xp
+        self.l2 = optimizer.l2
+        self.l1 = optimizer.l1
+        self.reset(coef)
+
+    def reset(self, coef) -> None:
+        """Recompute from all of ``coef``, after a change to every row."""
+        xp = self.xp
+        self.squares = xp.sum(coef * coef, axis=0)
+        self.absolute = xp.sum(xp.abs(coef), axis=0)
+
+    def replace(self, old_rows, new_rows) -> None:
+        """Account for rows changing from ``old_rows`` to ``new_rows``."""
+        xp = self.xp
+        self.squares = self.squares + xp.sum(new_rows * new_rows - old_rows * old_rows, axis=0)
+        self.absolute = self.absolute + xp.sum(xp.abs(new_rows) - xp.abs(old_rows), axis=0)
+
+    def penalty(self, scale):
+        """The penalty of each column of ``scale * v``."""
+        value = 0.0
+        if self.l2:
+            value = value + (0.5 * self.l2) * (scale * scale) * self.squares
+        if self.l1:
+            value = value + self.l1 * scale * self.absolute
+        return value
+
+
+def _below(xp, scale, bound: float) -> bool:
+    """Whether the weight scale (a float, or one per column) is below ``bound`` anywhere."""
+    if isinstance(scale, float):
+        return scale < bound
+    return bool(xp.any(scale < bound))

@@ -250,6 +250,8 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         clip_value=None,
         clip_norm=None,
         multi_precision=True,
+        scale_learning_rate=True,
+        preconditioner="auto",
         device="auto",
     ):
         self._store_parameters(locals())

@@ -144,6 +144,8 @@ decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
         clip_value=None,
         clip_norm=None,
         multi_precision=True,
+        scale_learning_rate=True,
+        preconditioner="auto",
         device="auto",
     ):
         self._store_parameters(locals())

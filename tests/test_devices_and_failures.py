@@ -111,7 +111,7 @@ def test_failed_refit_leaves_the_fitted_model_as_it_was(iris):
     X_wide = rng.normal(size=(40, 8)) * 1e3
     y_other = rng.integers(5, 7, size=40)
     with pytest.raises(ValueError, match="learning rate"):
-        model.set_params(loss="squared_hinge", eta0=1e10, max_iter=50).fit(X_wide, y_other)
+        model.set_params(loss="squared_hinge", eta0=1e300, max_iter=50).fit(X_wide, y_other)
     np.testing.assert_array_equal(model.coef_, coef)
     np.testing.assert_array_equal(model.classes_, classes)
     assert model.n_features_in_ == 4

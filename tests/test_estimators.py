@@ -194,7 +194,8 @@ def test_fitted_attributes(iris):
     X, y = iris
     model = GPUSGDClassifier(random_state=0, batch_size=10).fit(X, y)
     assert len(model.loss_curve_) == model.n_iter_
-    assert model.t_ == model.n_iter_ * 15 + 1
+    # scikit-learn's t_: samples seen plus one, whatever the batch size
+    assert model.t_ == model.n_iter_ * 150 + 1
     assert model.device_ == "cpu"
     assert model.n_features_in_ == 4
     assert model.intercept_.shape == (3,)
@@ -234,7 +235,7 @@ def test_adaptive_rate_keeps_training_after_plateaus(iris):
     constant = GPUSGDClassifier(learning_rate="constant", eta0=0.5, random_state=0).fit(X, y)
     # each plateau divides the rate by 5 instead of stopping, until it falls below 1e-6
     assert adaptive.n_iter_ > constant.n_iter_
-    assert adaptive._state.adaptive_eta < 1e-6
+    assert max(adaptive._state.adaptive_eta) < 1e-6
 
 
 def test_n_jobs_is_accepted():

@@ -50,6 +50,8 @@ class Problem:
             power_t=POWER_T,
             tol=None,
             random_state=0,
+            # the references apply the rate to the batch-mean gradient, as PyTorch does
+            scale_learning_rate=False,
         )
         return self.estimator(**{**base, **params})
 
@@ -120,11 +122,16 @@ def loss_derivative(loss: str, decision: np.ndarray, targets: np.ndarray) -> np.
     raise ValueError(loss)
 
 
-def learning_rates(schedule: str, n_steps: int) -> list[float]:
-    """The learning rate of steps t = 1..n_steps."""
+def learning_rates(schedule: str, n_steps: int, problem: Problem) -> list[float]:
+    """The learning rate of each full-batch step.
+
+    The schedule's clock is scikit-learn's sample count: step k (from 0)
+    starts at t = k * n_samples + 1.
+    """
     if schedule == "constant":
         return [ETA0] * n_steps
-    return [ETA0 / t**POWER_T for t in range(1, n_steps + 1)]
+    n_rows = problem.X.shape[0]
+    return [ETA0 / (k * n_rows + 1) ** POWER_T for k in range(n_steps)]
 
 
 # ------------------------------------------------------- reference update rules
@@ -335,7 +342,7 @@ FORMULA_CASES = {
 @pytest.mark.parametrize("case", list(FORMULA_CASES))
 def test_formula_parity(problem, case, schedule):
     params, rule, hyper = FORMULA_CASES[case]
-    rates = learning_rates(schedule, N_STEPS)
+    rates = learning_rates(schedule, N_STEPS, problem)
     expected = reference_trajectory(problem, rule, hyper, rates)
     if "clip_value" in hyper or "clip_norm" in hyper:
         # the clip must bind, or this case tests nothing beyond its unclipped twin
@@ -422,7 +429,7 @@ def torch_trajectory(problem: Problem, hyper: dict, rates: list[float]):
 @pytest.mark.parametrize("case", list(TORCH_CASES))
 def test_torch_sgd_parity(problem, case, schedule):
     params, hyper = TORCH_CASES[case]
-    rates = learning_rates(schedule, N_STEPS)
+    rates = learning_rates(schedule, N_STEPS, problem)
     expected = torch_trajectory(problem, hyper, rates)
     actual = estimator_trajectory(problem, N_STEPS, learning_rate=schedule, **params)
     assert_same_trajectory(actual, expected, f"torch {problem.name} {case} {schedule}")
@@ -438,7 +445,7 @@ def test_velocity_form_equals_buffer_form_only_at_constant_rate(nesterov):
     n_steps = 12
     trajectories = {}
     for schedule in ("constant", "invscaling"):
-        rates = learning_rates(schedule, n_steps)
+        rates = learning_rates(schedule, n_steps, problem)
         buffer_form = {
             "pytorch": reference_trajectory(problem, pytorch_sgd, hyper, rates),
             "estimator-buffer": estimator_trajectory(
@@ -519,7 +526,9 @@ DRIVERS = {
 def test_momentum_buffers_persist(case, driver):
     problem = PROBLEMS["log_loss-3-class"]
     params, rule, hyper = STATEFUL_CASES[case]
-    expected = reference_trajectory(problem, rule, hyper, learning_rates("constant", N_STEPS))
+    expected = reference_trajectory(
+        problem, rule, hyper, learning_rates("constant", N_STEPS, problem)
+    )
     actual = list(DRIVERS[driver](problem, problem.make(**params), N_STEPS))
     pairs = [(a, e) for a, e in zip(actual, expected, strict=True) if a is not None]
     assert_same_trajectory([a for a, _ in pairs], [e for _, e in pairs], f"{case} {driver}")
@@ -530,7 +539,9 @@ def test_new_fit_resets_momentum_buffers(case):
     problem = PROBLEMS["regression"]
     params, rule, hyper = STATEFUL_CASES[case]
     n_steps = 4
-    expected = reference_trajectory(problem, rule, hyper, learning_rates("constant", n_steps))
+    expected = reference_trajectory(
+        problem, rule, hyper, learning_rates("constant", n_steps, problem)
+    )
     model = problem.make(max_iter=n_steps, **params)
     for _ in range(2):
         model.fit(problem.X, problem.y)

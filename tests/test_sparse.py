@@ -13,7 +13,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.utils import get_tags
 
 from sk_gpusgd import GPUSGDClassifier, GPUSGDRegressor
-from sk_gpusgd._engine import TrainingData, TrainingState
+from sk_gpusgd._engine import FrozenColumns, TrainingData, TrainingState
 from sk_gpusgd._sparse import CsrBatches, sparse_epoch
 
 N_SAMPLES, N_FEATURES, DENSITY = 120, 30, 0.2
@@ -59,6 +59,8 @@ def _make(problem, **params):
         max_iter=5,
         tol=None,
         device="cpu",
+        # an explicit batch size: no preconditioning, which only dense X would get
+        batch_size=8,
     )
     if cls is GPUSGDRegressor:
         defaults["eta0"] = 0.01
@@ -188,6 +190,8 @@ def test_sparse_intercept_step_is_damped(X, problem):
         eta0=eta0,
         batch_size=X.shape[0],
         shuffle=False,
+        # the expected step below is the rate times the batch-mean gradient
+        scale_learning_rate=False,
     )
     dense = _make(problem, **params).partial_fit(X, y, **_classes(problem, y))
     sparse = _make(problem, **params).partial_fit(sp.csr_matrix(X), y, **_classes(problem, y))
@@ -311,7 +315,14 @@ def wide_problem():
 
 def _wide_run(wide_problem, options, coef_fill):
     wide, _, used, y = wide_problem
-    est = _make("regression", shuffle=False, max_iter=1, batch_size=WIDE_BATCH, **options)
+    est = _make(
+        "regression",
+        shuffle=False,
+        max_iter=1,
+        batch_size=WIDE_BATCH,
+        scale_learning_rate=False,
+        **options,
+    )
     config = est._engine_config(None, sparse=True)
     state = TrainingState(
         coef=np.full((WIDE_FEATURES, 1), coef_fill), intercept=np.zeros(1, dtype=float)
@@ -321,7 +332,14 @@ def _wide_run(wide_problem, options, coef_fill):
         state.coef_buffer = np.full((WIDE_FEATURES, 1), coef_fill)
         state.coef_buffer[used] = 0.0
     with np.errstate(invalid="ignore"):
-        sparse_epoch(np, state, TrainingData(X=wide, targets=y[:, None]), config, None)
+        sparse_epoch(
+            np,
+            state,
+            TrainingData(X=wide, targets=y[:, None]),
+            config,
+            None,
+            FrozenColumns(np, state, [True]),
+        )
     return state
 
 
@@ -381,7 +399,14 @@ def test_sparse_result_does_not_depend_on_absent_features(wide_problem, options)
     assert np.all(np.isfinite(state.coef[used]))
     assert np.isnan(np.delete(state.coef, used, axis=0)).all()
     # the same lazy trajectory as on the 12 features alone (equal to dense without momentum)
-    reference = _make("regression", shuffle=False, max_iter=1, batch_size=WIDE_BATCH, **options)
+    reference = _make(
+        "regression",
+        shuffle=False,
+        max_iter=1,
+        batch_size=WIDE_BATCH,
+        scale_learning_rate=False,
+        **options,
+    )
     reference.fit(narrow, y)
     assert_allclose(state.coef[used, 0], reference.coef_, rtol=0, atol=ATOL)
 

@@ -1,0 +1,161 @@
+"""How far a minibatch step may go: the batch gain from the data's curvature.
+
+Per-sample SGD at rate ``eta`` moves the weights ``B`` times while it reads
+``B`` rows. A minibatch step reads the same rows once, so to make the same
+progress per sample it must take a larger step: ``gain(B) * eta`` on the batch
+mean gradient. How large is safe depends on how much the rows of a batch agree.
+For a linear model with the Hessian ``E[x x^T]`` (times the loss' curvature),
+Ma, Bassily and Belkin (2018, "The power of interpolation", Theorem 2) show
+that the best step for batches of ``m`` rows is ``m / (beta + lam (m - 1))``
+times the loss' inverse curvature, where ``beta`` bounds ``||x||^2`` and
+``lam`` is the largest eigenvalue of ``E[x x^T]``. Relative to one row
+(``m = 1``) that is
+
+    gain(m) = m * beta / (beta + lam * (m - 1)),
+
+linear in ``m`` (Goyal et al. 2017's linear scaling rule) while
+``m << beta / lam``, the batch size past which the rows' gradients mostly
+agree, and saturating at ``beta / lam`` beyond it, where a bigger batch only
+averages out noise. The loss' curvature cancels in the ratio, so one gain
+serves every loss and schedule, and ``gain(1) = 1`` keeps ``batch_size=1``
+scikit-learn's per-sample step exactly.
+
+``beta`` is the mean squared row norm (the mean rather than the maximum, so one
+outlying row does not slow every step) and ``lam`` is found by power
+iteration; both include the intercept's constant feature when one is fitted.
+They are measured once per fit on at most ``SAMPLE_ROWS`` evenly spaced rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._backend import is_sparse, namespace_of, to_namespace
+from ._validation import dtype_name
+
+SAMPLE_ROWS = 4096
+POWER_ITERATIONS = 30
+
+
+@dataclass(frozen=True)
+class BatchScaling:
+    """Data statistics that set the batch gain.
+
+    Parameters
+    ----------
+    mean_squared_norm : float
+        ``beta``: the mean of ``||x||^2`` over the rows (plus 1 for the intercept).
+    top_eigenvalue : float
+        ``lam``: the largest eigenvalue of ``E[x x^T]``, ``0 <= lam <= beta``.
+    """
+
+    mean_squared_norm: float
+    top_eigenvalue: float
+
+    def gain(self, n_rows: int) -> float:
+        """``n_rows * beta / (beta + lam * (n_rows - 1))``, between 1 and ``n_rows``."""
+        beta, lam = self.mean_squared_norm, self.top_eigenvalue
+        if n_rows <= 1 or not beta > 0:
+            return 1.0
+        return n_rows * beta / (beta + lam * (n_rows - 1))
+
+    def step_rate(self, xp, eta, n_rows: int, curvature: float):
+        """The rate of a step over ``n_rows`` rows, from the per-sample rate ``eta``.
+
+        The linear scaling rule, ``n_rows * eta`` (the step does the work of
+        ``n_rows`` per-sample steps), capped at the largest step the batch's
+        curvature allows, ``eta*(m) = gain(m) / (curvature * beta)``; never
+        below ``eta`` itself (a batch does not step shorter than one sample
+        would). Late in a fit, when rates are small, the cap is inactive and a
+        batch is worth ``n_rows`` samples; early, with the large initial rates
+        of 'optimal', the cap keeps the batch stable. With one row this is
+        ``eta``.
+        """
+        best = self.gain(n_rows) / (curvature * self.mean_squared_norm)
+        if isinstance(eta, float):
+            return min(n_rows * eta, max(eta, best))
+        return xp.minimum(n_rows * eta, xp.maximum(eta, best))
+
+    @property
+    def critical_batch_size(self) -> float:
+        """``beta / lam``: the batch size where the gain stops growing linearly."""
+        if not self.top_eigenvalue > 0:
+            return math.inf
+        return self.mean_squared_norm / self.top_eigenvalue
+
+
+def _sampled_rows(X):
+    """At most ``SAMPLE_ROWS`` evenly spaced rows of X (a view or a small copy)."""
+    n_samples = X.shape[0]
+    stride = max(1, -(-n_samples // SAMPLE_ROWS))
+    return X[::stride] if stride > 1 else X
+
+
+def measure_scaling(X, fit_intercept: bool, mean=None, inv_scale=None) -> BatchScaling:
+    """``beta`` and ``lam`` of the rows of X (dense or CSR, any namespace).
+
+    With ``mean`` and ``inv_scale`` (preconditioning), of the rows
+    ``(x - mean) * inv_scale`` that the steps see. The sampled rows are brought
+    to the host in float64: at most ``SAMPLE_ROWS`` rows, once per fit.
+    """
+    rows = _sampled_rows(X)
+    if is_sparse(rows):
+        rows = rows.get() if hasattr(rows, "get") else rows
+        rows = rows.astype(np.float64)
+    else:
+        # half precision first becomes float32 in its own namespace (torch's bfloat16
+        # has no NumPy counterpart); at most SAMPLE_ROWS rows
+        xp = namespace_of(rows)
+        if dtype_name(rows) in ("float16", "bfloat16"):
+            rows = xp.astype(rows, xp.float32)
+        rows = np.asarray(to_namespace(rows, np), dtype=np.float64)
+        if inv_scale is not None:
+            mean = np.asarray(to_namespace(mean, np), dtype=np.float64)
+            rows = (rows - mean) * np.asarray(to_namespace(inv_scale, np), dtype=np.float64)
+    n_rows = rows.shape[0]
+    if n_rows == 0:
+        return BatchScaling(1.0, 1.0)
+    intercept = 1.0 if fit_intercept else 0.0
+    squared_norms = (
+        np.asarray(rows.multiply(rows).sum(axis=1)).ravel()
+        if is_sparse(rows)
+        else (np.einsum("ij,ij->i", rows, rows))
+    )
+    beta = float(np.mean(squared_norms)) + intercept
+
+    def second_moment_times(vector):
+        # E[x x^T] v for x = [row, 1]: one product with the rows and one with their transpose
+        projected = rows @ vector[:-1] + intercept * vector[-1]
+        return (
+            np.concatenate([np.asarray(rows.T @ projected).ravel(), [intercept * projected.sum()]])
+            / n_rows
+        )
+
+    # power iteration from the all-ones direction (the mean direction, usually dominant)
+    vector = np.ones(rows.shape[1] + 1)
+    vector[-1] = intercept
+    lam = 0.0
+    for _ in range(POWER_ITERATIONS):
+        norm = np.linalg.norm(vector)
+        if not norm > 0:
+            break
+        vector = vector / norm
+        image = second_moment_times(vector)
+        lam = float(vector @ image)
+        vector = image
+    lam = min(max(lam, 0.0), beta)
+    if not (math.isfinite(beta) and math.isfinite(lam)):
+        return BatchScaling(1.0, 1.0)
+    return BatchScaling(beta, lam)
+
+
+def auto_batch_size(n_samples: int, on_gpu: bool) -> int:
+    """The batch size ``batch_size='auto'`` picks (placeholder rule, see the estimators)."""
+    import os
+
+    cap = int(os.environ.get("SK_GPUSGD_AUTO_BATCH", "256"))
+    steps = int(os.environ.get("SK_GPUSGD_MIN_STEPS", "16"))
+    return max(1, min(cap, n_samples // steps))
