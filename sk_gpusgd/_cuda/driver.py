@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import is_cupy_namespace
-from .._engine import DivergenceError, RunReport, permutation_source
+from .._engine import DivergenceError, RunReport, StoppingRule, permutation_source
 from .._schedules import ADAPTIVE_DIVISOR, MIN_ADAPTIVE_ETA
 from . import launcher
 from .fit import CHUNK_STEPS, FusedFit, SparseFusedFit, epoch_order
@@ -88,19 +88,15 @@ def emulated_backend():
     return _EMULATED
 
 
-def epoch_report(summary: np.ndarray, k: int, n_samples: int, optimizer):
-    """(mean loss, objective, finite) from the summary, as the reference engine computes them."""
+def epoch_report(summary: np.ndarray, k: int, n_samples: int):
+    """(mean loss, objective, finite) per output column, as the reference engine's summary."""
     fields = kernel_constant("SUMMARY_COLUMN_FIELDS")
     columns = summary[: fields * k].reshape(k, fields)
-    mean_loss = float(columns[:, kernel_constant("SUMMARY_LOSS")].sum()) / n_samples
-    penalty = 0.0
-    if optimizer.l2:
-        penalty += 0.5 * optimizer.l2 * float(columns[:, kernel_constant("SUMMARY_SQUARES")].sum())
-    if optimizer.l1:
-        penalty += optimizer.l1 * float(columns[:, kernel_constant("SUMMARY_ABSOLUTE")].sum())
-    probe = float(summary[fields * k + kernel_constant("SUMMARY_PROBE")])
-    finite = math.isfinite(probe) and math.isfinite(mean_loss)
-    return mean_loss, mean_loss + penalty, finite
+    mean_loss = columns[:, kernel_constant("SUMMARY_LOSS")] / n_samples
+    objective = mean_loss + columns[:, kernel_constant("SUMMARY_PENALTY")] / n_samples
+    probe = summary[fields * k + kernel_constant("SUMMARY_PROBE")]
+    finite = bool(np.isfinite(mean_loss).all() and np.isfinite(objective).all())
+    return mean_loss, objective, finite and math.isfinite(probe)
 
 
 def _shuffle_mode(config, backend) -> int:
@@ -155,8 +151,11 @@ def run(
     fit = FusedFit(backend, state, data, config, shuffle_mode, seed, **(launch_options or {}))
     use_graphs = graphs_enabled(fit.steps_per_epoch * max_epochs)
     report = RunReport()
-    best_objective, best_score = math.inf, -math.inf
-    no_improvement = 0
+    n_outputs = fit.k
+    rule = StoppingRule(config, n_outputs, early_stopping=validation_score is not None)
+    if state.adaptive_eta is None and config.schedule.kind == "adaptive":
+        state.adaptive_eta = (float(config.schedule.eta0),) * n_outputs
+        fit.set_adaptive_eta(state.adaptive_eta)
     adaptive_eta = state.adaptive_eta
     started = time.perf_counter()
     activate = getattr(backend, "activate", contextlib.nullcontext)
@@ -168,7 +167,7 @@ def run(
             summary = fit.end_epoch()
             fit.store(state, summary)
             state.adaptive_eta = adaptive_eta
-            mean_loss, objective, finite = epoch_report(summary, fit.k, fit.n, config.optimizer)
+            mean_loss, objective, finite = epoch_report(summary, n_outputs, fit.n)
             report.n_epochs = epoch + 1
             if not finite:
                 raise DivergenceError(
@@ -178,35 +177,38 @@ def run(
                     "eta0, choose a decaying learning_rate, or scale X (e.g. with "
                     "StandardScaler)."
                 )
-            report.loss_curve.append(mean_loss)
-            if validation_score is not None:
-                score = validation_score(state)
-                improved = config.tol is None or score >= best_score + config.tol
-                best_score = max(best_score, score)
-            else:
-                score = None
-                improved = config.tol is None or objective <= best_objective - config.tol
-                best_objective = min(best_objective, objective)
+            report.loss_curve.append(
+                float(mean_loss[rule.active].sum() if rule.active.any() else 0)
+            )
+            score = validation_score(state) if validation_score is not None else None
             if config.verbose:
-                extra = "" if score is None else f", validation score: {score:.6f}"
+                extra = "" if score is None else f", validation score: {np.mean(score):.6f}"
                 print(
-                    f"-- Epoch {epoch + 1}: avg. loss {mean_loss:.6f}, objective "
-                    f"{objective:.6f}, steps {state.steps}{extra}, "
+                    f"-- Epoch {epoch + 1}: avg. loss {mean_loss.sum():.6f}, objective "
+                    f"{objective.sum():.6f}, steps {state.steps}{extra}, "
                     f"{time.perf_counter() - started:.2f} s"
                 )
             if not use_stopping_rule or config.tol is None:
                 continue
-            no_improvement = 0 if improved else no_improvement + 1
-            if no_improvement >= config.n_iter_no_change:
-                eta = config.schedule.learning_rate(state.steps + 1, adaptive_eta)
-                if config.schedule.kind == "adaptive" and eta > MIN_ADAPTIVE_ETA:
-                    adaptive_eta = eta / ADAPTIVE_DIVISOR
-                    state.adaptive_eta = adaptive_eta
-                    fit.set_adaptive_eta(adaptive_eta)
-                    no_improvement = 0
+            # the reference engine's per-column rule: stop a column, or divide its rate
+            stalled = rule.update(objective if score is None else np.atleast_1d(score))
+            newly_stopped = np.zeros(n_outputs, dtype=bool)
+            adaptive = None if adaptive_eta is None else list(adaptive_eta)
+            for column in np.flatnonzero(stalled):
+                if adaptive is not None and adaptive[column] > MIN_ADAPTIVE_ETA:
+                    adaptive[column] /= ADAPTIVE_DIVISOR
+                    rule.no_improvement[column] = 0
                 else:
+                    newly_stopped[column] = True
+            if adaptive is not None and tuple(adaptive) != adaptive_eta:
+                adaptive_eta = state.adaptive_eta = tuple(adaptive)
+                fit.set_adaptive_eta(adaptive_eta)
+            if newly_stopped.any():
+                rule.active &= ~newly_stopped
+                if not rule.active.any():
                     report.converged = True
                     if config.verbose:
                         print(f"Convergence after {epoch + 1} epochs")
                     break
+                fit.set_active(rule.active)
     return report

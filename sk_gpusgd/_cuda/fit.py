@@ -117,7 +117,15 @@ class FusedFit:
             self.partial = xp.zeros((plan.blocks, d, k), dtype=self.Y.dtype)
             self.partial_b = xp.zeros((plan.blocks, k), dtype=self.Y.dtype)
             self.loss_part = xp.zeros((plan.blocks, k), dtype=self.Y.dtype)
-        self.loss_total = xp.zeros((k,), dtype=xp.float64)
+        self.mean = self.inv_scale = None
+        if getattr(state, "feature_inv_scale", None) is not None:  # preconditioned (dense)
+            self.mean = xp.ascontiguousarray(xp.asarray(state.feature_mean), dtype=self.Y.dtype)
+            self.inv_scale = xp.ascontiguousarray(
+                xp.asarray(state.feature_inv_scale), dtype=self.Y.dtype
+            )
+        penalty_flag = config_vector(config, 1, 0, 0)[kernel_constant("CFG_WITH_PENALTY")]
+        self.with_penalty = bool(penalty_flag)
+        self.column_state = xp.asarray(self._column_state(state, config))
         self.summary = xp.zeros(
             (kernel_constant("SUMMARY_COLUMN_FIELDS") * k + kernel_constant("SUMMARY_TAIL"),),
             dtype=xp.float64,
@@ -131,21 +139,31 @@ class FusedFit:
         ctx = np.zeros(kernel_constant("CTX_SIZE"), dtype=np.float64)
         ctx[kernel_constant("CTX_STEPS")] = state.steps
         ctx[kernel_constant("CTX_SAMPLES")] = state.samples_seen
-        ctx[kernel_constant("CTX_L1_TOTAL")] = state.l1_total
         ctx[kernel_constant("CTX_N_AVERAGED")] = state.n_averaged
         started = state.intercept_buffer if self.sparse else state.coef_buffer
         self.started_before = started is not None
         self.initial_steps = state.steps
         ctx[kernel_constant("CTX_MOMENTUM_STARTED")] = self.started_before
         ctx[kernel_constant("CTX_SCALE")] = 1.0
-        eta = state.adaptive_eta if state.adaptive_eta is not None else config.schedule.eta0
-        ctx[kernel_constant("CTX_ADAPTIVE_ETA")] = eta
         self.ctx = xp.asarray(ctx)
 
         self.steps_per_epoch = -(-self.n // config.batch_size)
         self.chunk_steps = chunk_steps
         self._graphs = None
         self._prepare_launches()
+
+    def _column_state(self, state, config) -> np.ndarray:
+        """Per output column: adaptive rate, L1 totals (both parities), epoch loss, penalty."""
+        k = self.k
+        column_state = np.zeros((kernel_constant("COLUMN_FIELDS"), k), dtype=np.float64)
+        adaptive = state.adaptive_eta
+        column_state[kernel_constant("COLUMN_ADAPTIVE_ETA")] = (
+            config.schedule.eta0 if adaptive is None else np.asarray(adaptive, dtype=np.float64)
+        )
+        l1_total = np.asarray(_to_host(state.l1_total), dtype=np.float64)
+        row = kernel_constant("COLUMN_L1_TOTAL")
+        column_state[row : row + 2] = l1_total  # a scalar or one per column
+        return column_state
 
     def _prepare_launches(self) -> None:
         plan, d, k = self.plan, self.d, self.k
@@ -156,23 +174,30 @@ class FusedFit:
         i32 = np.int32
         self.forward_args = (
             self.X, self.Y, self.sample_weight, self.positive_weight, self.negative_weight,
-            self.order, self.W, self.b, self.active, self.partial, self.partial_b,
-            self.loss_part, self.cfg, self.ctx, i32(d), i32(k), i32(plan.rows_per_block),
+            self.order, self.mean, self.inv_scale, self.W, self.b, self.active, self.partial,
+            self.partial_b, self.loss_part, self.cfg, self.ctx, self.column_state, i32(d),
+            i32(k), i32(plan.rows_per_block), i32(plan.blocks),
         )  # fmt: skip
         self.update_args = (
             self.W, self.b, self.buffer, self.buffer_b, self.l1_applied, self.average,
-            self.average_b, self.partial, self.partial_b, self.loss_part, self.active,
-            self.loss_total, self.cfg, self.ctx, i32(d), i32(k), i32(plan.blocks),
+            self.average_b, self.inv_scale, self.partial, self.partial_b, self.loss_part,
+            self.active, self.cfg, self.ctx, self.column_state, i32(d), i32(k), i32(plan.blocks),
         )  # fmt: skip
-        self.end_args = (self.W, self.b, self.loss_total, self.summary, self.ctx, i32(d), i32(k))
+        self.end_args = (
+            self.W, self.b, self.column_state, self.summary, self.ctx, i32(d), i32(k)
+        )  # fmt: skip
+        # one more forward block adds the step's penalty to the epoch's objective
+        self.forward_grid = plan.blocks + (1 if self.with_penalty else 0)
+        self.forward_shared = max(plan.forward_shared, 8 * plan.threads)
 
     # ------------------------------------------------------------------ launches
     def step(self) -> None:
         """One optimizer step: two launches, every changing value read on the device."""
         plan = self.plan
         self.backend.launch(
-            self.forward_name, plan.blocks, plan.threads, plan.forward_shared, self.forward_args
-        )
+            self.forward_name, self.forward_grid, plan.threads, self.forward_shared,
+            self.forward_args,
+        )  # fmt: skip
         self.backend.launch(
             self.update_name, plan.update_grid, plan.update_threads, plan.update_shared,
             self.update_args,
@@ -209,8 +234,14 @@ class FusedFit:
         self.backend.launch(self.end_name, 1, threads, threads * 8, self.end_args)
         return self.backend.to_host(self.summary)
 
-    def set_adaptive_eta(self, eta: float) -> None:
-        self.ctx[kernel_constant("CTX_ADAPTIVE_ETA")] = eta
+    def set_adaptive_eta(self, rates) -> None:
+        """The 'adaptive' rate of each column (changed by the host between epochs)."""
+        row = kernel_constant("COLUMN_ADAPTIVE_ETA")
+        self.column_state[row] = self.xp.asarray(np.asarray(rates, dtype=np.float64))
+
+    def set_active(self, active) -> None:
+        """Which output columns still train (the others take no step)."""
+        self.active[...] = self.xp.asarray(np.asarray(active, dtype=self.Y.dtype))
 
     # -------------------------------------------------------------- state sync
     def store(self, state, summary: np.ndarray) -> None:
@@ -220,7 +251,14 @@ class FusedFit:
         state.coef, state.intercept = self.W, self.b
         state.steps = int(tail[kernel_constant("SUMMARY_STEPS")])
         state.samples_seen = int(tail[kernel_constant("SUMMARY_SAMPLES")])
-        state.l1_total = float(tail[kernel_constant("SUMMARY_L1_TOTAL")])
+        fields = kernel_constant("SUMMARY_COLUMN_FIELDS")
+        l1_totals = summary[: fields * k].reshape(k, fields)[:, kernel_constant("SUMMARY_L1_TOTAL")]
+        # one float while every column shares it (the reference engine's type), else per column
+        state.l1_total = (
+            float(l1_totals[0])
+            if np.all(l1_totals == l1_totals[0])
+            else self.xp.asarray(l1_totals.astype(self.Y.dtype))
+        )
         state.n_averaged = int(tail[kernel_constant("SUMMARY_N_AVERAGED")])
         if self.buffer is not None and state.steps > 0:
             state.coef_buffer = self.buffer
@@ -270,29 +308,34 @@ class SparseFusedFit(FusedFit):
             self.indptr, self.indices, self.values, self.Y, self.sample_weight,
             self.positive_weight, self.negative_weight, self.order, self.W, self.b,
             self.l1_applied, self.active, self.g_rows, self.loss_part, self.gradient,
-            self.stamp, self.touched, self.counters, self.cfg, self.ctx, i32(d), i32(k),
-            i32(rows),
+            self.stamp, self.touched, self.counters, self.cfg, self.ctx, self.column_state,
+            i32(d), i32(k), i32(rows), i32(blocks),
         )  # fmt: skip
+        self.forward_grid = blocks + (1 if self.with_penalty else 0)
+        self.forward_shared = max(shared, 8 * self.threads)
         self.update_args = (
             self.W, self.b, self.buffer, self.buffer_b, self.l1_applied, self.gradient,
             self.g_rows, self.touched, self.stamp, self.counters, self.loss_part, self.active,
-            self.loss_total, self.cfg, self.ctx, i32(d), i32(k), i32(blocks),
+            self.cfg, self.ctx, self.column_state, i32(d), i32(k), i32(blocks),
         )  # fmt: skip
         self.wide_grid = max(1, min(-(-d * k // self.threads), 1024))
-        self.fold_args = (self.W, self.l1_applied, self.ctx, i32(d), i32(k))
+        self.fold_args = (self.W, self.l1_applied, self.ctx, self.column_state, i32(d), i32(k))
         self.average_args = (
-            self.W, self.b, self.l1_applied, self.average, self.average_b, self.ctx, i32(d), i32(k)
+            self.W, self.b, self.l1_applied, self.average, self.average_b, self.ctx,
+            self.column_state, i32(d), i32(k),
         )  # fmt: skip
         clip_norm = self.config.optimizer.clip_norm is not None
         self.update_grid = 1 if clip_norm else self.wide_grid
         self.update_shared = self.threads * itemsize if clip_norm else 0
-        self.end_args = (self.W, self.b, self.loss_total, self.summary, self.ctx, i32(d), i32(k))
+        self.end_args = (
+            self.W, self.b, self.column_state, self.summary, self.ctx, i32(d), i32(k)
+        )  # fmt: skip
 
     def step(self) -> None:
         """One lazy sparse step: two launches (three with averaging), no host work."""
         launch, threads = self.backend.launch, self.threads
         launch(
-            self.forward_name, self.sparse_blocks, threads, self.sparse_shared, self.forward_args
+            self.forward_name, self.forward_grid, threads, self.forward_shared, self.forward_args
         )
         launch(self.update_name, self.update_grid, threads, self.update_shared, self.update_args)
         if self.average is not None:
@@ -326,3 +369,8 @@ def epoch_order(backend, n_samples: int, seed: int, epoch: int) -> np.ndarray:
     args = (out, xp.asarray(cfg), xp.asarray(ctx), np.int64(n_samples))
     backend.launch(launcher.ORDER_KERNEL, grid, threads, 0, args)
     return np.asarray(backend.to_host(out))
+
+
+def _to_host(value):
+    """A float, or a NumPy / CuPy array, on the host."""
+    return value.get() if hasattr(value, "get") else value

@@ -51,10 +51,11 @@
 #define CFG_N_SAMPLES 20
 #define CFG_SHUFFLE 21        // SHUFFLE_* below
 #define CFG_SEED 22           // key of the bijection (integer below 2^53)
-#define CFG_GAIN_BETA 23      // batch gain statistics (see step_gain); 0 disables the gain
+#define CFG_GAIN_BETA 23      // batch scaling statistics (see step_rate); 0: no scaling
 #define CFG_GAIN_LAMBDA 24
-#define CFG_CLOCK_SAMPLES 25  // 1: the schedule clock counts samples, 0: steps
+#define CFG_CURVATURE 25      // the loss' curvature bound (see step_rate)
 #define CFG_CLIP_DLOSS 26     // bound on |dloss| per sample; 0: off
+#define CFG_WITH_PENALTY 27   // 1: the epoch objective adds each step's penalty (per column)
 #define CFG_SIZE 32
 
 // ---- ctx: device-resident loop state ----------------------------------------------------
@@ -62,34 +63,38 @@
 #define CTX_STEPS 1           // optimizer steps so far
 #define CTX_SAMPLES 2         // samples seen so far
 #define CTX_EPOCH 3           // epochs started (keys the bijection)
-#define CTX_ADAPTIVE_ETA 4    // learning rate of the 'adaptive' schedule (host-set)
-#define CTX_L1_TOTAL 5        // cumulative L1 penalty u (Tsuruoka et al.)
-#define CTX_N_AVERAGED 6
+#define CTX_N_AVERAGED 6      // samples averaged
 #define CTX_MOMENTUM_STARTED 7
 #define CTX_STEP_ETA 8        // ---- written by sgd_forward for the update of the same step
 #define CTX_STEP_ROWS 9
-#define CTX_STEP_L1_TOTAL 10
+#define CTX_STEP_AVERAGE_COUNT 10
 #define CTX_STEP_AVERAGE_RATE 11
 #define CTX_STEP_FIRST_MOMENTUM 12
 #define CTX_SCALE 13          // sparse: W holds coef / scale (lazy L2 and decay)
 #define CTX_STEP_SCALE 14     // sparse: scale after this step, before renormalisation
-#define CTX_STEP_INDEX 15     // sparse: this step's number, scale and L1 total before it
-#define CTX_STEP_OLD_SCALE 16
-#define CTX_STEP_OLD_L1_TOTAL 17
+#define CTX_STEP_INDEX 15     // this step's number (its parity picks the L1 totals' row)
+#define CTX_STEP_OLD_SCALE 16 // sparse: the scale before this step
 #define CTX_STEP_FOLD_SCALE 18  // sparse with averaging: the scale W is multiplied by
 #define CTX_SIZE 24
 
-// summary written by sgd_end_epoch: per column loss, sum w^2, sum |w|; then probe and clock
+// ---- per output column state (doubles), column_state[FIELD * k + c] ---------------------
+#define COLUMN_ADAPTIVE_ETA 0 // learning rate of the 'adaptive' schedule (host-set)
+#define COLUMN_L1_TOTAL 1     // cumulative L1 penalty u (Tsuruoka et al.): two rows, read
+                              // [step parity], written [next parity] (no read-write race)
+#define COLUMN_LOSS 3         // the epoch's summed loss
+#define COLUMN_PENALTY 4      // the epoch's summed n_rows * penalty(weights before the step)
+#define COLUMN_FIELDS 5
+
+// summary written by sgd_end_epoch: per column loss, penalty, L1 total; probe and clock
 #define SUMMARY_LOSS 0
-#define SUMMARY_SQUARES 1
-#define SUMMARY_ABSOLUTE 2
+#define SUMMARY_PENALTY 1
+#define SUMMARY_L1_TOTAL 2
 #define SUMMARY_COLUMN_FIELDS 3
 #define SUMMARY_PROBE 0       // offsets after the 3k column fields
 #define SUMMARY_STEPS 1
 #define SUMMARY_SAMPLES 2
-#define SUMMARY_L1_TOTAL 3
-#define SUMMARY_N_AVERAGED 4
-#define SUMMARY_TAIL 5
+#define SUMMARY_N_AVERAGED 3
+#define SUMMARY_TAIL 4
 
 #define LOSS_HINGE 0
 #define LOSS_LOG 1
@@ -170,24 +175,106 @@ __device__ __forceinline__ index_t sample_at(index_t position, const index_t* or
     return position;
 }
 
-// Learning rate of the schedule at clock t (1-based).
-__device__ double schedule_rate(const double* cfg, const double* ctx, double t) {
+// Per-sample learning rate of the schedule at clock t = samples seen + 1; the 'adaptive'
+// rate is one per output column (host-set between epochs).
+__device__ double schedule_rate(const double* cfg, const double* column_state, int k, int c,
+                                double t) {
     switch ((int)cfg[CFG_SCHEDULE]) {
         case SCHEDULE_OPTIMAL: return 1.0 / (cfg[CFG_ALPHA] * (cfg[CFG_OPTIMAL_OFFSET] + t - 1.0));
         case SCHEDULE_INVSCALING: return cfg[CFG_ETA0] / pow(t, cfg[CFG_POWER_T]);
-        case SCHEDULE_ADAPTIVE: return ctx[CTX_ADAPTIVE_ETA];
+        case SCHEDULE_ADAPTIVE: return column_state[COLUMN_ADAPTIVE_ETA * k + c];
         default: return cfg[CFG_ETA0];
     }
 }
 
-// Batch gain: how much one step of m rows' mean gradient is worth in per-sample steps,
-// m * beta / (beta + lambda * (m - 1)), from two statistics of the data fixed per fit
-// (beta: mean squared row norm, lambda: largest eigenvalue of the second moment).
-// The one place that formula lives; beta = 0 turns it off (gain 1).
-__device__ __forceinline__ double step_gain(double m, const double* cfg) {
+// The rate of a step over m rows from the per-sample rate eta: the linear scaling rule
+// m * eta, capped at the largest step the batch's curvature allows,
+// gain(m) / (curvature * beta) with gain(m) = m beta / (beta + lambda (m - 1)), never below
+// eta (beta: mean squared row norm, lambda: top eigenvalue of the second moment, both fixed
+// per fit). The one place the formula lives; beta = 0 or one row: eta itself.
+__device__ __forceinline__ double step_rate(double eta, double m, const double* cfg) {
     const double beta = cfg[CFG_GAIN_BETA], lam = cfg[CFG_GAIN_LAMBDA];
-    if (beta <= 0.0) return 1.0;
-    return m * beta / (beta + lam * (m - 1.0));
+    if (!(beta > 0.0) || m <= 1.0) return eta;
+    const double gain = m * beta / (beta + lam * (m - 1.0));
+    const double best = gain / (cfg[CFG_CURVATURE] * beta);
+    const double capped = best > eta ? best : eta;
+    return m * eta < capped ? m * eta : capped;
+}
+
+// The rate of column c for this step (per column only with diverged 'adaptive' rates).
+__device__ __forceinline__ double column_rate(const double* cfg, const double* ctx,
+                                              const double* column_state, int k, int c) {
+    if ((int)cfg[CFG_SCHEDULE] != SCHEDULE_ADAPTIVE) return ctx[CTX_STEP_ETA];
+    return step_rate(column_state[COLUMN_ADAPTIVE_ETA * k + c], ctx[CTX_STEP_ROWS], cfg);
+}
+
+// Block 0 of an update: the next parity's L1 totals, u + eta_c * l1 per column.
+__device__ __forceinline__ void advance_l1_totals(const double* cfg, const double* ctx,
+                                                  double* column_state, int k, int step) {
+    double* now = column_state + (COLUMN_L1_TOTAL + (step & 1)) * k;
+    double* next = column_state + (COLUMN_L1_TOTAL + ((step + 1) & 1)) * k;
+    for (int c = threadIdx.x; c < k; c += blockDim.x)
+        next[c] = now[c] + column_rate(cfg, ctx, column_state, k, c) * cfg[CFG_L1];
+}
+
+// The step's scalars, written by the first thread of a forward kernel for the update.
+__device__ void begin_step(const double* cfg, double* ctx, const double* column_state, int k,
+                           int n_rows) {
+    const double eta = step_rate(schedule_rate(cfg, column_state, k, 0, ctx[CTX_SAMPLES] + 1.0),
+                                 (double)n_rows, cfg);
+    ctx[CTX_STEP_ETA] = n_rows > 0 ? eta : 0.0;
+    ctx[CTX_STEP_ROWS] = (double)n_rows;
+    ctx[CTX_STEP_INDEX] = ctx[CTX_STEPS];
+    ctx[CTX_STEP_FIRST_MOMENTUM] = ctx[CTX_MOMENTUM_STARTED] == 0.0 ? 1.0 : 0.0;
+    // averaging counts samples: the rows of this step at or after average_start
+    const double seen = ctx[CTX_SAMPLES] + n_rows, start = cfg[CFG_AVERAGE_START];
+    double counted = 0.0;
+    if (n_rows > 0 && start > 0.0 && seen >= start)
+        counted = seen - start + 1.0 < n_rows ? seen - start + 1.0 : (double)n_rows;
+    ctx[CTX_STEP_AVERAGE_COUNT] = counted;
+    ctx[CTX_STEP_AVERAGE_RATE] = counted > 0.0 ? counted / (ctx[CTX_N_AVERAGED] + counted) : 0.0;
+}
+
+// Sum over the block (fixed order), result broadcast to every thread.
+template <typename T>
+__device__ T block_sum(T v, T* scratch) {
+    const int tid = threadIdx.x;
+    scratch[tid] = v;
+    __syncthreads();
+    for (int width = 1; width < (int)blockDim.x; width *= 2) {
+        T other = T(0);
+        const bool takes = (tid % (2 * width)) == 0 && tid + width < (int)blockDim.x;
+        if (takes) other = scratch[tid + width];
+        __syncthreads();
+        if (takes) scratch[tid] += other;
+        __syncthreads();
+    }
+    const T total = scratch[0];
+    __syncthreads();
+    return total;
+}
+
+// Each column's penalty of the weights before the step, times the step's rows, added to
+// the epoch's total (one extra block of a forward launch; deterministic block sums). The
+// weights are W * factor_j (preconditioning) or W * scale (sparse).
+template <typename T>
+__device__ void add_step_penalty(const T* W, const T* factor, double scale, int d, int k,
+                                 int n_rows, const double* cfg, double* column_state,
+                                 double* scratch) {
+    const double l2 = cfg[CFG_L2], l1 = cfg[CFG_L1];
+    for (int c = 0; c < k; ++c) {
+        double squares = 0.0, sum_abs = 0.0;
+        for (int j = threadIdx.x; j < d; j += blockDim.x) {
+            const double w = scale * (double)W[(index_t)j * k + c] *
+                             (factor != nullptr ? (double)factor[j] : 1.0);
+            squares += w * w;
+            sum_abs += w < 0.0 ? -w : w;
+        }
+        squares = block_sum(squares, scratch);
+        sum_abs = block_sum(sum_abs, scratch);
+        if (threadIdx.x == 0 && n_rows > 0)
+            column_state[COLUMN_PENALTY * k + c] += n_rows * (0.5 * l2 * squares + l1 * sum_abs);
+    }
 }
 
 // Loss value and derivative with respect to the decision p, for target y.
@@ -239,21 +326,60 @@ __device__ __forceinline__ T loss_and_derivative(int loss, T param, T p, T y, T*
     }
 }
 
+// One row and column: the loss (unweighted, as the stopping rule sums it) and, in *dl, the
+// derivative: replaced by the passive-aggressive step over eta0, or clipped to
+// +-CFG_CLIP_DLOSS; then times the sample and class weights.
+template <typename T>
+__device__ __forceinline__ T row_derivative(const double* cfg, T p, T y, T norm2, int c,
+                                            index_t row, const T* sample_weight,
+                                            const T* positive_weight, const T* negative_weight,
+                                            T* dl) {
+    const int loss = (int)cfg[CFG_LOSS], schedule = (int)cfg[CFG_SCHEDULE];
+    const T v = loss_and_derivative<T>(loss, (T)cfg[CFG_LOSS_PARAM], p, y, dl);
+    if (schedule == SCHEDULE_PA1 || schedule == SCHEDULE_PA2) {
+        const T eta0 = (T)cfg[CFG_ETA0];
+        T step;
+        if (schedule == SCHEDULE_PA1) step = norm2 > T(0) ? smaller(v / norm2, eta0) : T(0);
+        else step = v / (norm2 + (T)(0.5 / cfg[CFG_ETA0]));
+        const T sign = loss == LOSS_HINGE ? y : (y - p < T(0) ? T(-1) : T(1));
+        *dl = -(step * sign) / eta0;
+    } else if (cfg[CFG_CLIP_DLOSS] > 0.0) {
+        const T bound = (T)cfg[CFG_CLIP_DLOSS];
+        *dl = smaller(larger(*dl, -bound), bound);
+    }
+    if (positive_weight != nullptr) *dl = *dl * (y > T(0) ? positive_weight[c] : negative_weight[c]);
+    if (sample_weight != nullptr) *dl = *dl * sample_weight[row];
+    return v;
+}
+
 // ---- kernels ------------------------------------------------------------------------------
 
-// One block per `rows` rows of the batch: gather the rows (in epoch order), decisions,
-// weighted loss and derivative (batch mean folded in), and the block's partial gradient
-// rows^T g into partial[block]. No float atomics: sgd_update sums the partials in order.
+// One block per `rows` rows of the batch: gather the rows (in epoch order; centred and
+// scaled when preconditioned), decisions, loss per column and the weighted derivative (batch
+// mean folded in), and the block's partial gradient rows^T g into partial[block]. No float
+// atomics: sgd_update sums the partials in order. With CFG_WITH_PENALTY one more block adds
+// the step's penalty to the epoch's objective.
 template <typename TX, typename T>
 __global__ void sgd_forward(const TX* __restrict__ X, const T* __restrict__ Y,
                             const T* __restrict__ sample_weight, const T* __restrict__ positive_weight,
                             const T* __restrict__ negative_weight, const index_t* __restrict__ order,
+                            const T* __restrict__ mean, const T* __restrict__ inv_scale,
                             const T* __restrict__ W, const T* __restrict__ b,
                             const T* __restrict__ active, T* __restrict__ partial,
                             T* __restrict__ partial_b, T* __restrict__ loss_part,
-                            const double* __restrict__ cfg, double* ctx, int d, int k, int rows) {
+                            const double* __restrict__ cfg, double* ctx,
+                            double* __restrict__ column_state, int d, int k, int rows, int blocks) {
     SHARED_MEMORY(unsigned char, smem);
     const int threads = blockDim.x, tid = threadIdx.x;
+    const index_t n = (index_t)cfg[CFG_N_SAMPLES];
+    const index_t cursor = (index_t)ctx[CTX_CURSOR];
+    const index_t batch = (index_t)cfg[CFG_BATCH_SIZE];
+    const int n_rows = (int)(cursor >= n ? 0 : (n - cursor < batch ? n - cursor : batch));
+    if ((int)blockIdx.x == blocks) {  // the penalty block
+        add_step_penalty(W, inv_scale, 1.0, d, k, n_rows, cfg, column_state,
+                         reinterpret_cast<double*>(smem));
+        return;
+    }
     const int pairs_max = rows * k;
     index_t* sample = reinterpret_cast<index_t*>(smem);
     T* x = reinterpret_cast<T*>(smem + sizeof(index_t) * rows);   // rows x d
@@ -262,32 +388,17 @@ __global__ void sgd_forward(const TX* __restrict__ X, const T* __restrict__ Y,
     T* value = g + pairs_max;                                      // rows x k
     T* target = value + pairs_max;                                 // rows x k
     T* norm2 = target + pairs_max;                                 // rows
-
-    const index_t n = (index_t)cfg[CFG_N_SAMPLES];
-    const index_t cursor = (index_t)ctx[CTX_CURSOR];
-    const index_t batch = (index_t)cfg[CFG_BATCH_SIZE];
-    const int n_rows = (int)(cursor >= n ? 0 : (n - cursor < batch ? n - cursor : batch));
     const int first = blockIdx.x * rows;
     const int mine = n_rows - first < 0 ? 0 : (n_rows - first < rows ? n_rows - first : rows);
-
-    if (blockIdx.x == 0 && tid == 0) {  // this step's scalars, for sgd_update
-        const double clock = cfg[CFG_CLOCK_SAMPLES] != 0.0 ? ctx[CTX_SAMPLES] : ctx[CTX_STEPS];
-        const double eta = step_gain((double)n_rows, cfg) * schedule_rate(cfg, ctx, clock + 1.0);
-        const double seen = ctx[CTX_SAMPLES] + n_rows;
-        const double start = cfg[CFG_AVERAGE_START];
-        ctx[CTX_STEP_ETA] = n_rows > 0 ? eta : 0.0;
-        ctx[CTX_STEP_ROWS] = (double)n_rows;
-        ctx[CTX_STEP_L1_TOTAL] = ctx[CTX_L1_TOTAL] + (n_rows > 0 ? eta * cfg[CFG_L1] : 0.0);
-        ctx[CTX_STEP_AVERAGE_RATE] =
-            (n_rows > 0 && start > 0.0 && seen >= start) ? 1.0 / (ctx[CTX_N_AVERAGED] + 1.0) : 0.0;
-        ctx[CTX_STEP_FIRST_MOMENTUM] = ctx[CTX_MOMENTUM_STARTED] == 0.0 ? 1.0 : 0.0;
-    }
+    if (blockIdx.x == 0 && tid == 0) begin_step(cfg, ctx, column_state, k, n_rows);
 
     for (int r = tid; r < mine; r += threads) sample[r] = sample_at(cursor + first + r, order, cfg, ctx);
     __syncthreads();
     for (int e = tid; e < mine * d; e += threads) {
         const int r = e / d, j = e - r * d;
-        x[e] = (T)widen(X[sample[r] * (index_t)d + j]);
+        T v = (T)widen(X[sample[r] * (index_t)d + j]);
+        if (mean != nullptr) v = (v - mean[j]) * inv_scale[j];
+        x[e] = v;
     }
     for (int e = tid; e < mine * k; e += threads) {
         const int r = e / k, c = e - r * k;
@@ -316,35 +427,15 @@ __global__ void sgd_forward(const TX* __restrict__ X, const T* __restrict__ Y,
     }
     __syncthreads();
 
-    const int loss = (int)cfg[CFG_LOSS];
-    const T param = (T)cfg[CFG_LOSS_PARAM];
     const T inv_rows = n_rows > 0 ? (T)(1.0 / n_rows) : T(0);
-    const double clip_dloss = cfg[CFG_CLIP_DLOSS];
     for (int pair = tid; pair < pairs; pair += threads) {
         const int r = pair / k, c = pair - r * k;
         T p = T(0);
         for (int s = 0; s < slices; ++s) p += dot[pair * slices + s];
         p += b[c];
-        const T y = target[pair];
         T dl;
-        T v = loss_and_derivative<T>(loss, param, p, y, &dl);
-        if (passive_aggressive) {  // the derivative becomes the PA step over eta0
-            const T eta0 = (T)cfg[CFG_ETA0], q = norm2[r];
-            T step;
-            if (schedule == SCHEDULE_PA1) step = q > T(0) ? smaller(v / q, eta0) : T(0);
-            else step = v / (q + (T)(0.5 / cfg[CFG_ETA0]));
-            const T sign = loss == LOSS_HINGE ? y : (y - p < T(0) ? T(-1) : T(1));
-            dl = -(step * sign) / eta0;
-        }
-        if (clip_dloss > 0.0) dl = smaller(larger(dl, (T)-clip_dloss), (T)clip_dloss);
-        T weight = T(1);
-        if (positive_weight != nullptr) weight = y > T(0) ? positive_weight[c] : negative_weight[c];
-        if (sample_weight != nullptr) weight = weight * sample_weight[sample[r]];
-        if (positive_weight != nullptr || sample_weight != nullptr) {
-            dl = dl * weight;
-            v = v * weight;
-        }
-        value[pair] = v;
+        value[pair] = row_derivative(cfg, p, target[pair], norm2[r], c, sample[r], sample_weight,
+                                     positive_weight, negative_weight, &dl);
         g[pair] = active[c] != T(0) ? dl * inv_rows : T(0);
     }
     __syncthreads();
@@ -380,40 +471,25 @@ __device__ __forceinline__ T summed_gradient(const T* partial, const T* partial_
     return acc;
 }
 
-// Sum over the block (fixed order), result broadcast to every thread.
-template <typename T>
-__device__ T block_sum(T v, T* scratch) {
-    const int tid = threadIdx.x;
-    scratch[tid] = v;
-    __syncthreads();
-    for (int width = 1; width < (int)blockDim.x; width *= 2) {
-        T other = T(0);
-        const bool takes = (tid % (2 * width)) == 0 && tid + width < (int)blockDim.x;
-        if (takes) other = scratch[tid + width];
-        __syncthreads();
-        if (takes) scratch[tid] += other;
-        __syncthreads();
-    }
-    const T total = scratch[0];
-    __syncthreads();
-    return total;
-}
-
 // Sum the partials and apply the step: clip, coupled L2, decoupled decay, momentum or
 // Nesterov in either form, the step, cumulative L1, the running average. Element-wise,
 // so any grid works, except with clip_norm, which needs the whole gradient's norm first:
-// the launcher then uses one block (and SHARED_MEMORY holds one T per thread).
+// the launcher then uses one block (and SHARED_MEMORY holds one T per thread). With
+// preconditioning the penalties act on the model's weights W * inv_scale: per feature, L2
+// is l2 * inv_scale^2 and the L1 threshold u * inv_scale.
 template <typename T>
 __global__ void sgd_update(T* __restrict__ W, T* __restrict__ b, T* __restrict__ buffer,
                            T* __restrict__ buffer_b, T* __restrict__ l1_applied,
                            T* __restrict__ average, T* __restrict__ average_b,
-                           const T* __restrict__ partial, const T* __restrict__ partial_b,
-                           const T* __restrict__ loss_part, const T* __restrict__ active,
-                           double* __restrict__ loss_total, const double* __restrict__ cfg,
-                           double* ctx, int d, int k, int parts) {
+                           const T* __restrict__ inv_scale, const T* __restrict__ partial,
+                           const T* __restrict__ partial_b, const T* __restrict__ loss_part,
+                           const T* __restrict__ active, const double* __restrict__ cfg,
+                           double* ctx, double* __restrict__ column_state, int d, int k,
+                           int parts) {
+    // only STEP_* fields of ctx are read: block 0 advances the clock while others run
     const int dk = d * k, total = dk + k;
-    const double eta = ctx[CTX_STEP_ETA];
     const bool valid = ctx[CTX_STEP_ROWS] > 0.0;
+    const int step = (int)ctx[CTX_STEP_INDEX];
     const double clip_norm = cfg[CFG_CLIP_NORM], clip_value = cfg[CFG_CLIP_VALUE];
     T scale = T(1);
     if (clip_norm > 0.0) {  // one block: the joint norm of (coef, intercept) gradients
@@ -431,7 +507,7 @@ __global__ void sgd_update(T* __restrict__ W, T* __restrict__ b, T* __restrict__
     const bool nesterov = cfg[CFG_NESTEROV] != 0.0, velocity = cfg[CFG_VELOCITY_FORM] != 0.0;
     const bool fit_intercept = cfg[CFG_FIT_INTERCEPT] != 0.0;
     const double average_rate = ctx[CTX_STEP_AVERAGE_RATE];
-    const double l1_total = ctx[CTX_STEP_L1_TOTAL];
+    const double* l1_now = column_state + (COLUMN_L1_TOTAL + (step & 1)) * k;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; valid && i < total;
          i += gridDim.x * blockDim.x) {
         const bool intercept = i >= dk;
@@ -440,17 +516,19 @@ __global__ void sgd_update(T* __restrict__ W, T* __restrict__ b, T* __restrict__
         T grad = summed_gradient(partial, partial_b, i, dk, k, parts);
         if (clip_norm > 0.0) grad = grad * scale;
         if (clip_value > 0.0) grad = smaller(larger(grad, (T)-clip_value), (T)clip_value);
+        const double eta = column_rate(cfg, ctx, column_state, k, c);
         const double lr = intercept ? eta * cfg[CFG_INTERCEPT_SCALE] : eta;
-        const double l2 = intercept ? 0.0 : cfg[CFG_L2], decay = intercept ? 0.0 : cfg[CFG_DECAY];
+        const double factor = (!intercept && inv_scale != nullptr) ? (double)inv_scale[i / k] : 1.0;
+        const double l2 = intercept ? 0.0 : cfg[CFG_L2] * factor * factor;
+        const double decay = intercept ? 0.0 : cfg[CFG_DECAY];
         T w = intercept ? b[i - dk] : W[i];
         if (mu == 0.0) {
-            // both decays fold into one rescaling, clamped so a huge step never flips signs
-            const double shrink = larger(1.0 - lr * (l2 + decay), 0.0);
-            if (shrink != 1.0) w = w * (T)shrink;
+            // both decays fold into one rescaling, clamped at zero (never a sign flip)
+            if (l2 != 0.0 || decay != 0.0) w = w * (T)larger(1.0 - lr * (l2 + decay), 0.0);
             w = w - (T)lr * grad;
         } else {
             if (l2 != 0.0) grad = grad + (T)l2 * w;
-            if (decay != 0.0) w = w * (T)(1.0 - lr * decay);
+            if (decay != 0.0) w = w * (T)larger(1.0 - lr * decay, 0.0);
             T* slot = intercept ? buffer_b + (i - dk) : buffer + i;
             if (!velocity) {
                 const T m = first ? grad : (T)mu * *slot + (T)(1.0 - cfg[CFG_DAMPENING]) * grad;
@@ -463,7 +541,7 @@ __global__ void sgd_update(T* __restrict__ W, T* __restrict__ b, T* __restrict__
             }
         }
         if (!intercept && l1 != 0.0) {  // cumulative truncated L1: toward 0, never across
-            const T u = (T)l1_total, q = l1_applied[i], before = w;
+            const T u = (T)((l1_now[c] + eta * l1) * factor), q = l1_applied[i], before = w;
             if (w > T(0)) w = larger(w - (u + q), T(0));
             else if (w < T(0)) w = smaller(w + (u - q), T(0));
             l1_applied[i] = q + (w - before);
@@ -477,60 +555,51 @@ __global__ void sgd_update(T* __restrict__ W, T* __restrict__ b, T* __restrict__
     }
     if (blockIdx.x == 0) {
         for (int c = threadIdx.x; c < k; c += blockDim.x) {  // epoch loss, in block order
-            double acc = loss_total[c];
+            double acc = column_state[COLUMN_LOSS * k + c];
             for (int p = 0; p < parts; ++p) acc += (double)loss_part[(size_t)p * k + c];
-            loss_total[c] = acc;
+            column_state[COLUMN_LOSS * k + c] = acc;
         }
+        if (valid) advance_l1_totals(cfg, ctx, column_state, k, step);
         if (threadIdx.x == 0 && valid) {  // advance the clock for the next step
             const double rows = ctx[CTX_STEP_ROWS];
             ctx[CTX_CURSOR] += rows;
             ctx[CTX_STEPS] += 1.0;
             ctx[CTX_SAMPLES] += rows;
-            ctx[CTX_L1_TOTAL] = l1_total;
-            if (average_rate > 0.0) ctx[CTX_N_AVERAGED] += 1.0;
+            ctx[CTX_N_AVERAGED] += ctx[CTX_STEP_AVERAGE_COUNT];
             if (mu != 0.0) ctx[CTX_MOMENTUM_STARTED] = 1.0;
         }
     }
 }
 
-// End of an epoch (one block): per column loss, sum w^2 and sum |w|; a finiteness probe
+// End of an epoch (one block): per column loss, penalty and L1 total; a finiteness probe
 // (sum of W and b in T, so an overflow shows); the clock. Then rewind for the next epoch.
 template <typename T>
 __global__ void sgd_end_epoch(const T* __restrict__ W, const T* __restrict__ b,
-                              double* __restrict__ loss_total, double* __restrict__ summary,
+                              double* __restrict__ column_state, double* __restrict__ summary,
                               double* ctx, int d, int k) {
     SHARED_MEMORY(double, scratch);
     T probe = T(0);
-    for (int c = 0; c < k; ++c) {
-        double squares = 0.0, sum_abs = 0.0;
-        for (int j = threadIdx.x; j < d; j += blockDim.x) {
-            const T w = W[(index_t)j * k + c];
-            squares += (double)w * (double)w;
-            sum_abs += (double)absolute(w);
-            probe += w;
-        }
-        squares = block_sum(squares, scratch);
-        sum_abs = block_sum(sum_abs, scratch);
-        if (threadIdx.x == 0) {
-            summary[SUMMARY_COLUMN_FIELDS * c + SUMMARY_LOSS] = loss_total[c];
-            summary[SUMMARY_COLUMN_FIELDS * c + SUMMARY_SQUARES] = squares;
-            summary[SUMMARY_COLUMN_FIELDS * c + SUMMARY_ABSOLUTE] = sum_abs;
-        }
-    }
+    for (int i = threadIdx.x; i < d * k; i += blockDim.x) probe += W[i];
     for (int c = threadIdx.x; c < k; c += blockDim.x) probe += b[c];
     const double probe_total = block_sum((double)probe, scratch);
-    if (threadIdx.x == 0) {
-        double* tail = summary + SUMMARY_COLUMN_FIELDS * k;
-        tail[SUMMARY_PROBE] = probe_total;
-        tail[SUMMARY_STEPS] = ctx[CTX_STEPS];
-        tail[SUMMARY_SAMPLES] = ctx[CTX_SAMPLES];
-        tail[SUMMARY_L1_TOTAL] = ctx[CTX_L1_TOTAL];
-        tail[SUMMARY_N_AVERAGED] = ctx[CTX_N_AVERAGED];
-        for (int c = 0; c < k; ++c) loss_total[c] = 0.0;
-        ctx[CTX_CURSOR] = 0.0;
-        ctx[CTX_EPOCH] += 1.0;
-        ctx[CTX_SCALE] = 1.0;  // sgd_sparse_fold has folded it into W
+    if (threadIdx.x != 0) return;
+    const int parity = (int)ctx[CTX_STEPS] & 1;
+    for (int c = 0; c < k; ++c) {
+        double* out = summary + SUMMARY_COLUMN_FIELDS * c;
+        out[SUMMARY_LOSS] = column_state[COLUMN_LOSS * k + c];
+        out[SUMMARY_PENALTY] = column_state[COLUMN_PENALTY * k + c];
+        out[SUMMARY_L1_TOTAL] = column_state[(COLUMN_L1_TOTAL + parity) * k + c];
+        column_state[COLUMN_LOSS * k + c] = 0.0;
+        column_state[COLUMN_PENALTY * k + c] = 0.0;
     }
+    double* tail = summary + SUMMARY_COLUMN_FIELDS * k;
+    tail[SUMMARY_PROBE] = probe_total;
+    tail[SUMMARY_STEPS] = ctx[CTX_STEPS];
+    tail[SUMMARY_SAMPLES] = ctx[CTX_SAMPLES];
+    tail[SUMMARY_N_AVERAGED] = ctx[CTX_N_AVERAGED];
+    ctx[CTX_CURSOR] = 0.0;
+    ctx[CTX_EPOCH] += 1.0;
+    ctx[CTX_SCALE] = 1.0;  // sgd_sparse_fold has folded it into W
 }
 
 // The epoch's row order as the kernels see it (tests, and the reference engine's twin).
@@ -587,47 +656,41 @@ __global__ void sgd_sparse_forward(const int* __restrict__ indptr, const int* __
                                    T* __restrict__ loss_part, T* __restrict__ gradient,
                                    int* __restrict__ stamp, int* __restrict__ touched,
                                    int* __restrict__ counters, const double* __restrict__ cfg,
-                                   double* ctx, int d, int k, int rows) {
+                                   double* ctx, double* __restrict__ column_state, int d, int k,
+                                   int rows, int blocks) {
     SHARED_MEMORY(unsigned char, smem);
     const int threads = blockDim.x, tid = threadIdx.x;
-    index_t* sample = reinterpret_cast<index_t*>(smem);
-    T* g = reinterpret_cast<T*>(smem + sizeof(index_t) * rows);  // rows x k
-    T* value = g + rows * k;                                       // rows x k
     const index_t n = (index_t)cfg[CFG_N_SAMPLES];
     const index_t cursor = (index_t)ctx[CTX_CURSOR];
     const index_t batch = (index_t)cfg[CFG_BATCH_SIZE];
     const int n_rows = (int)(cursor >= n ? 0 : (n - cursor < batch ? n - cursor : batch));
+    if ((int)blockIdx.x == blocks) {  // the penalty block: the stored weights times the scale
+        add_step_penalty(W, (const T*)nullptr, ctx[CTX_SCALE], d, k, n_rows, cfg, column_state,
+                         reinterpret_cast<double*>(smem));
+        return;
+    }
+    index_t* sample = reinterpret_cast<index_t*>(smem);
+    T* g = reinterpret_cast<T*>(smem + sizeof(index_t) * rows);  // rows x k
+    T* value = g + rows * k;                                       // rows x k
     const int first = blockIdx.x * rows;
     const int mine = n_rows - first < 0 ? 0 : (n_rows - first < rows ? n_rows - first : rows);
     const int step = (int)ctx[CTX_STEPS];
     const double lazy_decay = cfg[CFG_DECAY] + (cfg[CFG_MOMENTUM] != 0.0 ? 0.0 : cfg[CFG_L2]);
     if (blockIdx.x == 0 && tid == 0) {
-        const double clock = cfg[CFG_CLOCK_SAMPLES] != 0.0 ? ctx[CTX_SAMPLES] : ctx[CTX_STEPS];
-        const double eta = step_gain((double)n_rows, cfg) * schedule_rate(cfg, ctx, clock + 1.0);
-        ctx[CTX_STEP_ETA] = n_rows > 0 ? eta : 0.0;
-        ctx[CTX_STEP_ROWS] = (double)n_rows;
-        ctx[CTX_STEP_L1_TOTAL] = ctx[CTX_L1_TOTAL] + (n_rows > 0 ? eta * cfg[CFG_L1] : 0.0);
-        const double seen = ctx[CTX_SAMPLES] + n_rows, start = cfg[CFG_AVERAGE_START];
-        ctx[CTX_STEP_AVERAGE_RATE] =
-            (n_rows > 0 && start > 0.0 && seen >= start) ? 1.0 / (ctx[CTX_N_AVERAGED] + 1.0) : 0.0;
-        ctx[CTX_STEP_FIRST_MOMENTUM] = ctx[CTX_MOMENTUM_STARTED] == 0.0 ? 1.0 : 0.0;
-        const double shrink = larger(1.0 - eta * lazy_decay, 0.0);
+        begin_step(cfg, ctx, column_state, k, n_rows);
+        const double shrink = larger(1.0 - ctx[CTX_STEP_ETA] * lazy_decay, 0.0);
         ctx[CTX_STEP_SCALE] = n_rows > 0 ? ctx[CTX_SCALE] * shrink : ctx[CTX_SCALE];
-        ctx[CTX_STEP_INDEX] = ctx[CTX_STEPS];
         ctx[CTX_STEP_OLD_SCALE] = ctx[CTX_SCALE];
-        ctx[CTX_STEP_OLD_L1_TOTAL] = ctx[CTX_L1_TOTAL];
     }
     for (int r = tid; r < mine; r += threads) sample[r] = sample_at(cursor + first + r, order, cfg, ctx);
     __syncthreads();
-    const T scale = (T)ctx[CTX_SCALE], total = (T)ctx[CTX_L1_TOTAL];
-    const int loss = (int)cfg[CFG_LOSS], schedule = (int)cfg[CFG_SCHEDULE];
-    const bool passive_aggressive = schedule == SCHEDULE_PA1 || schedule == SCHEDULE_PA2;
-    const T param = (T)cfg[CFG_LOSS_PARAM];
+    const T scale = (T)ctx[CTX_SCALE];
+    const double* l1_now = column_state + (COLUMN_L1_TOTAL + (step & 1)) * k;
     const T inv_rows = n_rows > 0 ? (T)(1.0 / n_rows) : T(0);
-    const double clip_dloss = cfg[CFG_CLIP_DLOSS];
     for (int pair = tid; pair < mine * k; pair += threads) {
         const int r = pair / k, c = pair - r * k;
         const index_t row = sample[r];
+        const T total = (T)l1_now[c];
         T p = T(0), norm2 = T(0);
         for (int e = indptr[row]; e < indptr[row + 1]; ++e) {
             const T x = (T)widen(values[e]);
@@ -635,26 +698,9 @@ __global__ void sgd_sparse_forward(const int* __restrict__ indptr, const int* __
             norm2 += x * x;
         }
         p += b[c];
-        const T y = Y[row * (index_t)k + c];
         T dl;
-        T v = loss_and_derivative<T>(loss, param, p, y, &dl);
-        if (passive_aggressive) {
-            const T eta0 = (T)cfg[CFG_ETA0];
-            T step_pa;
-            if (schedule == SCHEDULE_PA1) step_pa = norm2 > T(0) ? smaller(v / norm2, eta0) : T(0);
-            else step_pa = v / (norm2 + (T)(0.5 / cfg[CFG_ETA0]));
-            const T sign = loss == LOSS_HINGE ? y : (y - p < T(0) ? T(-1) : T(1));
-            dl = -(step_pa * sign) / eta0;
-        }
-        if (clip_dloss > 0.0) dl = smaller(larger(dl, (T)-clip_dloss), (T)clip_dloss);
-        T weight = T(1);
-        if (positive_weight != nullptr) weight = y > T(0) ? positive_weight[c] : negative_weight[c];
-        if (sample_weight != nullptr) weight = weight * sample_weight[row];
-        if (positive_weight != nullptr || sample_weight != nullptr) {
-            dl = dl * weight;
-            v = v * weight;
-        }
-        value[pair] = v;
+        value[pair] = row_derivative(cfg, p, Y[row * (index_t)k + c], norm2, c, row,
+                                     sample_weight, positive_weight, negative_weight, &dl);
         g[pair] = active[c] != T(0) ? dl * inv_rows : T(0);
         g_out[(size_t)(first + r) * k + c] = g[pair];
     }
@@ -684,8 +730,8 @@ __global__ void sgd_sparse_update(T* __restrict__ W, T* __restrict__ b, T* __res
                                   const int* __restrict__ touched, const int* __restrict__ stamp,
                                   int* __restrict__ counters,
                                   const T* __restrict__ loss_part, const T* __restrict__ active,
-                                  double* __restrict__ loss_total, const double* __restrict__ cfg,
-                                  double* ctx, int d, int k, int parts) {
+                                  const double* __restrict__ cfg, double* ctx,
+                                  double* __restrict__ column_state, int d, int k, int parts) {
     // only STEP_* fields are read: block 0 advances the clock fields while others run
     const int step = (int)ctx[CTX_STEP_INDEX];
     const int count = counters[step & 1];
@@ -700,7 +746,7 @@ __global__ void sgd_sparse_update(T* __restrict__ W, T* __restrict__ b, T* __res
     const T scale = (T)ctx[CTX_STEP_OLD_SCALE];
     const double new_scale = ctx[CTX_STEP_SCALE];
     const double stored_scale = new_scale < SPARSE_MIN_SCALE ? 1.0 : new_scale;
-    const T old_total = (T)ctx[CTX_STEP_OLD_L1_TOTAL], new_total = (T)ctx[CTX_STEP_L1_TOTAL];
+    const double* l1_now = column_state + (COLUMN_L1_TOTAL + (step & 1)) * k;
     const bool l1 = cfg[CFG_L1] != 0.0;
     const double clip_norm = cfg[CFG_CLIP_NORM];
     T norm_scale = T(1);
@@ -728,15 +774,15 @@ __global__ void sgd_sparse_update(T* __restrict__ W, T* __restrict__ b, T* __res
         if (active[c] == T(0)) continue;
         if (clip_norm > 0.0) grad = grad * norm_scale;
         if (clip_value > 0.0) grad = smaller(larger(grad, (T)-clip_value), (T)clip_value);
+        const T old_total = (T)l1_now[c], new_total = (T)(l1_now[c] + eta * cfg[CFG_L1]);
         T w = scale * W[at];
         if (l1) w = l1_caught_up(w, old_total, &l1_applied[at]);
         if (!momentum) {
-            const double shrink = larger(1.0 - eta * lazy_decay, 0.0);
-            if (shrink != 1.0) w = w * (T)shrink;
+            if (lazy_decay != 0.0) w = w * (T)larger(1.0 - eta * lazy_decay, 0.0);
             w = w - (T)eta * grad;
         } else {
             if (coupled != 0.0) grad = grad + (T)coupled * w;
-            if (lazy_decay != 0.0) w = w * (T)(1.0 - eta * lazy_decay);
+            if (lazy_decay != 0.0) w = w * (T)larger(1.0 - eta * lazy_decay, 0.0);
             if (!velocity) {  // lazy buffers start at zero: no first-step special case
                 const T m = (T)mu * buffer[at] + (T)(1.0 - cfg[CFG_DAMPENING]) * grad;
                 buffer[at] = m;
@@ -758,10 +804,11 @@ __global__ void sgd_sparse_update(T* __restrict__ W, T* __restrict__ b, T* __res
             if (stamp[i / k] != step) W[i] = W[i] * (T)new_scale;
     }
     if (blockIdx.x != 0) return;
+    if (valid) advance_l1_totals(cfg, ctx, column_state, k, step);
     for (int c = threadIdx.x; c < k; c += blockDim.x) {
-        double lost = loss_total[c];
+        double lost = column_state[COLUMN_LOSS * k + c];
         for (int p = 0; p < parts; ++p) lost += (double)loss_part[(size_t)p * k + c];
-        loss_total[c] = lost;
+        column_state[COLUMN_LOSS * k + c] = lost;
         if (!valid || active[c] == T(0) || cfg[CFG_FIT_INTERCEPT] == 0.0) continue;
         T grad = T(0);
         for (int r = 0; r < n_rows; ++r) grad += g_rows[(size_t)r * k + c];
@@ -791,11 +838,10 @@ __global__ void sgd_sparse_update(T* __restrict__ W, T* __restrict__ b, T* __res
             ctx[CTX_CURSOR] += n_rows;
             ctx[CTX_STEPS] += 1.0;
             ctx[CTX_SAMPLES] += n_rows;
-            ctx[CTX_L1_TOTAL] = ctx[CTX_STEP_L1_TOTAL];
             const bool averaging = ctx[CTX_STEP_AVERAGE_RATE] > 0.0;
             ctx[CTX_STEP_FOLD_SCALE] = stored_scale;  // sgd_sparse_average folds it in
             ctx[CTX_SCALE] = averaging ? 1.0 : stored_scale;
-            if (averaging) ctx[CTX_N_AVERAGED] += 1.0;
+            ctx[CTX_N_AVERAGED] += ctx[CTX_STEP_AVERAGE_COUNT];
             if (momentum) ctx[CTX_MOMENTUM_STARTED] = 1.0;
         }
     }
@@ -807,14 +853,15 @@ template <typename T>
 __global__ void sgd_sparse_average(T* __restrict__ W, const T* __restrict__ b,
                                    T* __restrict__ l1_applied, T* __restrict__ average,
                                    T* __restrict__ average_b, const double* __restrict__ ctx,
-                                   int d, int k) {
+                                   const double* __restrict__ column_state, int d, int k) {
     const double rate = ctx[CTX_STEP_AVERAGE_RATE];
     if (!(rate > 0.0) || ctx[CTX_STEP_ROWS] <= 0.0) return;
-    const T scale = (T)ctx[CTX_STEP_FOLD_SCALE], total = (T)ctx[CTX_STEP_L1_TOTAL];
+    const T scale = (T)ctx[CTX_STEP_FOLD_SCALE];
+    const double* l1_next = column_state + (COLUMN_L1_TOTAL + (((int)ctx[CTX_STEP_INDEX] + 1) & 1)) * k;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)d * k;
          i += (size_t)gridDim.x * blockDim.x) {
         T w = W[i] * scale;
-        if (l1_applied != nullptr) w = l1_caught_up(w, total, &l1_applied[i]);
+        if (l1_applied != nullptr) w = l1_caught_up(w, (T)l1_next[i % k], &l1_applied[i]);
         W[i] = w;
         average[i] = average[i] + (T)rate * (w - average[i]);
     }
@@ -827,12 +874,14 @@ __global__ void sgd_sparse_average(T* __restrict__ W, const T* __restrict__ b,
 // launched next, resets the scale to one).
 template <typename T>
 __global__ void sgd_sparse_fold(T* __restrict__ W, T* __restrict__ l1_applied,
-                                const double* __restrict__ ctx, int d, int k) {
-    const T scale = (T)ctx[CTX_SCALE], total = (T)ctx[CTX_L1_TOTAL];
+                                const double* __restrict__ ctx,
+                                const double* __restrict__ column_state, int d, int k) {
+    const T scale = (T)ctx[CTX_SCALE];
+    const double* l1_now = column_state + (COLUMN_L1_TOTAL + ((int)ctx[CTX_STEPS] & 1)) * k;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)d * k;
          i += (size_t)gridDim.x * blockDim.x) {
         T w = W[i] * scale;
-        if (l1_applied != nullptr) w = l1_caught_up(w, total, &l1_applied[i]);
+        if (l1_applied != nullptr) w = l1_caught_up(w, (T)l1_now[i % k], &l1_applied[i]);
         W[i] = w;
     }
 }

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._backend import is_sparse
+from .._engine import MAX_DLOSS, EpochTotals
 from .._validation import dtype_name
 from . import launcher
 
@@ -118,6 +119,8 @@ def sparse_plan(batch_size, n_samples, n_outputs, itemsize, threads, max_rows=MA
 
 def sparse_fused_reason(data, config) -> str | None:
     """Why a CSR fit cannot run on the sparse kernels (None when it can)."""
+    if config.schedule.kind == "adaptive":
+        return "the adaptive rate on sparse X (one weight scale per column) is not fused"
     if dtype_name(data.X.data) != dtype_name(data.targets):
         return "sparse X values must have the compute dtype"
     if data.X.nnz >= 2**31 or data.X.shape[1] >= 2**31:
@@ -164,8 +167,10 @@ def config_vector(config, n_samples: int, shuffle_mode: int, seed: int) -> np.nd
     put("CFG_N_SAMPLES", n_samples)
     put("CFG_SHUFFLE", shuffle_mode)
     put("CFG_SEED", seed)
-    put("CFG_GAIN_BETA", getattr(config, "gain_beta", 0.0) or 0.0)
-    put("CFG_GAIN_LAMBDA", getattr(config, "gain_lambda", 0.0) or 0.0)
-    put("CFG_CLOCK_SAMPLES", getattr(config, "clock_counts_samples", False))
-    put("CFG_CLIP_DLOSS", getattr(config, "max_dloss", 0.0) or 0.0)
+    if config.scaling is not None:  # the batch scaling rule's statistics (_scaling.py)
+        put("CFG_GAIN_BETA", config.scaling.mean_squared_norm)
+        put("CFG_GAIN_LAMBDA", config.scaling.top_eigenvalue)
+    put("CFG_CURVATURE", loss.curvature)
+    put("CFG_CLIP_DLOSS", MAX_DLOSS)
+    put("CFG_WITH_PENALTY", EpochTotals(config).with_penalty)
     return cfg
