@@ -21,6 +21,19 @@ from array_api_compat import to_device as array_to_device
 
 DEVICE_OPTIONS = ("auto", "cpu", "cuda")
 
+# CuPy ships one wheel per CUDA major version; the driver's version picks it.
+CUPY_INSTALL_HINT = (
+    "install the CuPy wheel that matches your CUDA version: run `nvidia-smi` and read "
+    "'CUDA Version' in its header, then `pip install cupy-cuda12x` for 12.x or "
+    "`pip install cupy-cuda13x` for 13.x (from a clone of sk_gpusgd: "
+    'pip install -e ".[cuda12]" or -e ".[cuda13]")'
+)
+NO_DEVICE_HINT = (
+    "check that `nvidia-smi` lists a GPU (no output or an error means the NVIDIA "
+    "driver is missing or cannot reach the device) and that CUDA_VISIBLE_DEVICES "
+    "does not hide it"
+)
+
 
 def _cupy_module():
     """Return the already-imported ``cupy`` module, or None."""
@@ -82,6 +95,13 @@ def cuda_available() -> bool:
         return False
 
 
+def _why_no_cuda() -> str:
+    """What is missing for the GPU path, and how to add it."""
+    if importlib.util.find_spec("cupy") is None:
+        return f"CuPy is not installed: {CUPY_INSTALL_HINT}."
+    return f"CuPy is installed but sees no CUDA device: {NO_DEVICE_HINT}."
+
+
 def namespace_of(*arrays: Any):
     """The array namespace of ``arrays`` (NumPy for scipy.sparse input)."""
     dense = []
@@ -121,9 +141,8 @@ def resolve_compute_namespace(device: str, X: Any):
         if device == "cuda" or (device == "auto" and cuda_available()):
             if not cuda_available():
                 raise RuntimeError(
-                    "device='cuda' was requested but no CUDA device is usable: "
-                    "install CuPy (pip install 'sk-gpusgd[cuda13]') on a machine "
-                    "with an NVIDIA GPU, or use device='cpu'."
+                    "device='cuda' was requested but no CUDA device is usable. "
+                    f"{_why_no_cuda()} Or use device='cpu'."
                 )
             return cupy_namespace()
         return np

@@ -524,6 +524,26 @@ class BaseSGD(BaseEstimator):
             coef, intercept = xp.astype(coef, dtype), xp.astype(intercept, dtype)
         return xp.asarray(X @ coef.T + intercept), xp
 
+    # ---------------------------------------------------------------- export
+    def to_sklearn(self):
+        """This fitted model as scikit-learn's ``SGDClassifier`` / ``SGDRegressor``.
+
+        For serving where this package is not installed, and for the tools that
+        know scikit-learn's models (skops, skl2onnx). The weights are copied to
+        NumPy, whatever device the model was trained on.
+
+        Returns
+        -------
+        sklearn.linear_model.SGDClassifier or sklearn.linear_model.SGDRegressor
+            A fitted estimator with the same ``predict``, ``decision_function``
+            and ``predict_proba`` as this one; the parameters scikit-learn
+            has no equivalent for (``batch_size``, ``momentum``, ...) are
+            dropped.
+        """
+        from ._export import to_sklearn
+
+        return to_sklearn(self)
+
     # ------------------------------------------------------------------ misc
     def __getstate__(self):
         """Pickle GPU arrays as NumPy so that the model loads without CuPy."""

@@ -9,7 +9,6 @@ divergence.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,7 @@ from ._backend import is_cupy_namespace, is_sparse, to_namespace
 from ._losses import Loss
 from ._optim import OptimizerConfig, clip_gradient, l1_truncate, momentum_step
 from ._precondition import preconditioned_gradient, to_internal, to_model
+from ._progress import FitProgress
 from ._scaling import BatchScaling
 from ._schedules import ADAPTIVE_DIVISOR, MIN_ADAPTIVE_ETA, Schedule
 
@@ -266,10 +266,10 @@ class EpochTotals:
 
     def __init__(self, config: EngineConfig):
         self.optimizer = config.optimizer
-        # only the stopping rule reads the penalty
+        # only the stopping rule and the verbose output read the penalty
         self.with_penalty = (
             not config.schedule.passive_aggressive
-            and config.tol is not None
+            and (config.tol is not None or config.verbose > 0)
             and bool(config.optimizer.l2 or config.optimizer.l1)
         )
         self.loss = 0.0
@@ -564,7 +564,7 @@ def run(
     if state.adaptive_eta is None and config.schedule.kind == "adaptive":
         state.adaptive_eta = (float(config.schedule.eta0),) * n_outputs
     frozen = FrozenColumns(xp, state, rule.active)
-    started = time.perf_counter()
+    progress = FitProgress(config.verbose, max_epochs, n_samples)
     with np.errstate(all="ignore"):
         for epoch in range(max_epochs):
             order = next_permutation(n_samples) if config.shuffle else None
@@ -580,17 +580,20 @@ def run(
                     "eta0, choose a decaying learning_rate, or scale X (e.g. with "
                     "StandardScaler)."
                 )
-            report.loss_curve.append(
-                float(mean_loss[rule.active].sum() if rule.active.any() else 0)
-            )
+            report.loss_curve.append(float(mean_loss.sum()))
             score = validation_score(state) if validation_score is not None else None
-            if config.verbose:
-                extra = "" if score is None else f", validation score: {np.mean(score):.6f}"
-                print(
-                    f"-- Epoch {epoch + 1}: avg. loss {mean_loss.sum():.6f}, objective "
-                    f"{objective.sum():.6f}, steps {state.steps}{extra}, "
-                    f"{time.perf_counter() - started:.2f} s"
-                )
+            eta = None
+            if config.verbose >= 2:
+                eta = current_learning_rate(xp, state, config, config.batch_size)
+                eta = eta if isinstance(eta, float) else float(np.max(to_namespace(eta, np)))
+            progress.epoch(
+                xp,
+                state,
+                float(mean_loss.sum()),
+                float(objective.sum()),
+                None if score is None else float(np.mean(score)),
+                eta,
+            )
             if not use_stopping_rule or config.tol is None:
                 continue
             stalled = rule.update(objective if score is None else np.atleast_1d(score))
@@ -608,10 +611,10 @@ def run(
                 rule.active &= ~newly_stopped
                 if not rule.active.any():
                     report.converged = True
-                    if config.verbose:
-                        print(f"Convergence after {epoch + 1} epochs")
+                    progress.converged()
                     break
                 frozen = FrozenColumns(xp, state, rule.active)
+    progress.finished(xp, state, config.batch_size)
     return report
 
 

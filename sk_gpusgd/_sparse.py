@@ -41,11 +41,10 @@ from ._engine import (
     column_sums,
     current_learning_rate,
     loss_gradient,
-    shrink_factor,
     step_intercept,
     update_average,
 )
-from ._optim import clip_gradient, l1_truncate, momentum_step
+from ._optim import clip_gradient, l1_truncate, momentum_step, shrink_factor
 
 # Renormalise the weight scale before it underflows.
 MIN_WEIGHT_SCALE = 1e-9

@@ -85,7 +85,11 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
     shuffle : bool, default=True
         Reshuffle the rows before every epoch.
     verbose : int, default=0
-        Print one line per epoch when positive.
+        0 prints nothing. 1 prints a line per epoch (the epoch out of
+        ``max_iter``, mean loss, the objective the stopping rule watches,
+        samples per second, time elapsed) and a summary at the end (epochs,
+        total time, device, batch size). 2 adds, per epoch, the norm and the
+        non-zeros of the weights, the learning rate and the steps taken.
     epsilon : float, default=0.1
         Width of the 'huber' and epsilon-insensitive losses.
     n_jobs : int or None, default=None
@@ -192,7 +196,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         Where the training ran: 'cpu', 'cuda:0', ...
     n_features_in_ : int
         Number of features seen during ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Feature names, when ``X`` had string column names.
 
     Examples

@@ -44,7 +44,11 @@ class GPUSGDRegressor(RegressorMixin, BaseSGD):
     shuffle : bool, default=True
         Reshuffle the rows before every epoch.
     verbose : int, default=0
-        Print one line per epoch when positive.
+        0 prints nothing. 1 prints a line per epoch (the epoch out of
+        ``max_iter``, mean loss, the objective the stopping rule watches,
+        samples per second, time elapsed) and a summary at the end (epochs,
+        total time, device, batch size). 2 adds, per epoch, the norm and the
+        non-zeros of the weights, the learning rate and the steps taken.
     epsilon : float, default=0.1
         Width of the 'huber' and epsilon-insensitive losses.
     random_state : int, RandomState instance or None, default=None
@@ -90,7 +94,7 @@ decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
         Where the training ran.
     n_features_in_ : int
         Number of features seen during ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Feature names, when ``X`` had string column names.
 
     Examples

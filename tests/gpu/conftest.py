@@ -2,17 +2,19 @@
 
 import pytest
 
+from sk_gpusgd._backend import CUPY_INSTALL_HINT, NO_DEVICE_HINT
+
 
 def _gpu_skip_reason():
     try:
         import cupy
     except ImportError:
-        return "CuPy is not installed (pip install 'sk-gpusgd[cuda13]')"
+        return f"CuPy is not installed; to run these tests, {CUPY_INSTALL_HINT}"
     try:
         if cupy.cuda.runtime.getDeviceCount() < 1:
-            return "CuPy sees no CUDA device"
+            return f"CuPy sees no CUDA device: {NO_DEVICE_HINT}"
     except Exception as error:  # noqa: BLE001 - any driver failure means no usable GPU
-        return f"CuPy cannot reach a CUDA device: {error}"
+        return f"CuPy cannot reach a CUDA device ({error}): {NO_DEVICE_HINT}"
     return None
 
 

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from numpy.testing import assert_allclose, assert_array_equal
 
 from sk_gpusgd import GPUSGDClassifier, GPUSGDRegressor
+from sk_gpusgd._backend import CUPY_INSTALL_HINT, NO_DEVICE_HINT
 
 pytestmark = pytest.mark.gpu
 
@@ -20,13 +21,13 @@ ESTIMATORS = [GPUSGDClassifier, GPUSGDRegressor]
 @pytest.fixture(scope="module")
 def cupy():
     """CuPy, or a skip when it is missing or sees no CUDA device."""
-    cupy = pytest.importorskip("cupy", reason="CuPy is not installed")
+    cupy = pytest.importorskip("cupy", reason=f"CuPy is not installed; {CUPY_INSTALL_HINT}")
     try:
         n_devices = cupy.cuda.runtime.getDeviceCount()
     except Exception as error:  # any driver failure means no usable GPU
-        pytest.skip(f"CuPy cannot reach a CUDA device: {error}")
+        pytest.skip(f"CuPy cannot reach a CUDA device ({error}): {NO_DEVICE_HINT}")
     if n_devices < 1:
-        pytest.skip("CuPy sees no CUDA device")
+        pytest.skip(f"CuPy sees no CUDA device: {NO_DEVICE_HINT}")
     return cupy
 
 
