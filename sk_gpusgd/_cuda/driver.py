@@ -39,13 +39,19 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import time
 from typing import Any
 
 import numpy as np
 
-from .._backend import is_cupy_namespace
-from .._engine import DivergenceError, RunReport, StoppingRule, permutation_source
+from .._backend import is_cupy_namespace, to_namespace
+from .._engine import (
+    DivergenceError,
+    RunReport,
+    StoppingRule,
+    current_learning_rate,
+    permutation_source,
+)
+from .._progress import FitProgress
 from .._schedules import ADAPTIVE_DIVISOR, MIN_ADAPTIVE_ETA
 from . import launcher
 from .fit import CHUNK_STEPS, FusedFit, SparseFusedFit, epoch_order
@@ -156,8 +162,7 @@ def run(
     if state.adaptive_eta is None and config.schedule.kind == "adaptive":
         state.adaptive_eta = (float(config.schedule.eta0),) * n_outputs
         fit.set_adaptive_eta(state.adaptive_eta)
-    adaptive_eta = state.adaptive_eta
-    started = time.perf_counter()
+    progress = FitProgress(config.verbose, max_epochs, fit.n)
     activate = getattr(backend, "activate", contextlib.nullcontext)
     with activate():
         for epoch in range(max_epochs):
@@ -166,7 +171,6 @@ def run(
             fit.epoch_steps(use_graphs)
             summary = fit.end_epoch()
             fit.store(state, summary)
-            state.adaptive_eta = adaptive_eta
             mean_loss, objective, finite = epoch_report(summary, n_outputs, fit.n)
             report.n_epochs = epoch + 1
             if not finite:
@@ -177,38 +181,41 @@ def run(
                     "eta0, choose a decaying learning_rate, or scale X (e.g. with "
                     "StandardScaler)."
                 )
-            report.loss_curve.append(
-                float(mean_loss[rule.active].sum() if rule.active.any() else 0)
-            )
+            report.loss_curve.append(float(mean_loss.sum()))
             score = validation_score(state) if validation_score is not None else None
-            if config.verbose:
-                extra = "" if score is None else f", validation score: {np.mean(score):.6f}"
-                print(
-                    f"-- Epoch {epoch + 1}: avg. loss {mean_loss.sum():.6f}, objective "
-                    f"{objective.sum():.6f}, steps {state.steps}{extra}, "
-                    f"{time.perf_counter() - started:.2f} s"
-                )
+            eta = None
+            if config.verbose >= 2:
+                eta = current_learning_rate(backend.xp, state, config, config.batch_size)
+                eta = eta if isinstance(eta, float) else float(np.max(to_namespace(eta, np)))
+            progress.epoch(
+                backend.xp,
+                state,
+                float(mean_loss.sum()),
+                float(objective.sum()),
+                None if score is None else float(np.mean(score)),
+                eta,
+            )
             if not use_stopping_rule or config.tol is None:
                 continue
             # the reference engine's per-column rule: stop a column, or divide its rate
             stalled = rule.update(objective if score is None else np.atleast_1d(score))
             newly_stopped = np.zeros(n_outputs, dtype=bool)
-            adaptive = None if adaptive_eta is None else list(adaptive_eta)
+            adaptive = None if state.adaptive_eta is None else list(state.adaptive_eta)
             for column in np.flatnonzero(stalled):
                 if adaptive is not None and adaptive[column] > MIN_ADAPTIVE_ETA:
                     adaptive[column] /= ADAPTIVE_DIVISOR
                     rule.no_improvement[column] = 0
                 else:
                     newly_stopped[column] = True
-            if adaptive is not None and tuple(adaptive) != adaptive_eta:
-                adaptive_eta = state.adaptive_eta = tuple(adaptive)
-                fit.set_adaptive_eta(adaptive_eta)
+            if adaptive is not None and tuple(adaptive) != state.adaptive_eta:
+                state.adaptive_eta = tuple(adaptive)
+                fit.set_adaptive_eta(state.adaptive_eta)
             if newly_stopped.any():
                 rule.active &= ~newly_stopped
                 if not rule.active.any():
                     report.converged = True
-                    if config.verbose:
-                        print(f"Convergence after {epoch + 1} epochs")
+                    progress.converged()
                     break
-                fit.set_active(rule.active)
+                fit.freeze(rule.active)
+    progress.finished(backend.xp, state, config.batch_size)
     return report

@@ -230,6 +230,7 @@ class FusedFit:
 
     def end_epoch(self) -> np.ndarray:
         """The epoch summary: one launch and the epoch's one host read."""
+        self.restore_frozen()
         threads = self.plan.end_threads
         self.backend.launch(self.end_name, 1, threads, threads * 8, self.end_args)
         return self.backend.to_host(self.summary)
@@ -240,8 +241,33 @@ class FusedFit:
         self.column_state[row] = self.xp.asarray(np.asarray(rates, dtype=np.float64))
 
     def set_active(self, active) -> None:
-        """Which output columns still train (the others take no step)."""
+        """Which output columns still train: the others get a zero loss derivative."""
         self.active[...] = self.xp.asarray(np.asarray(active, dtype=self.Y.dtype))
+
+    def column_arrays(self) -> dict:
+        """The arrays with one slice per output column, by name."""
+        names = ("W", "b", "buffer", "buffer_b", "l1_applied", "average", "average_b")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+    def freeze(self, active) -> None:
+        """Stop the columns not in ``active``, as the reference engine stops them.
+
+        Their loss derivative becomes zero, and after every epoch their weights and
+        optimizer state are put back as they are now (decay and momentum still touch
+        them within an epoch, as in the reference engine, and are undone).
+        """
+        self.set_active(active)
+        self._inactive = self.xp.asarray(np.flatnonzero(~np.asarray(active, dtype=bool)))
+        self._frozen = {
+            name: self.xp.array(array, copy=True) for name, array in self.column_arrays().items()
+        }
+
+    def restore_frozen(self) -> None:
+        """Put the stopped columns back (per epoch, outside the graphs)."""
+        if not getattr(self, "_frozen", None):
+            return
+        for name, array in self.column_arrays().items():
+            array[..., self._inactive] = self._frozen[name][..., self._inactive]
 
     # -------------------------------------------------------------- state sync
     def store(self, state, summary: np.ndarray) -> None:

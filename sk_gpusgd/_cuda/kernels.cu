@@ -12,6 +12,9 @@
 // within a fit: every value that changes between steps lives in device memory (ctx), so the
 // same two launches replay as a CUDA graph. The fixed settings of a fit are in cfg.
 //
+// `active` masks the loss derivative of converged one-vs-rest columns; the driver puts
+// their weights and optimizer state back after every epoch, as the reference engine does.
+//
 // Who writes what (no atomics, no last-block counter, every reduction in a fixed order):
 //   sgd_forward  reads the clock fields of ctx; its block 0 writes the STEP_* fields.
 //   sgd_update   reads the STEP_* fields; its block 0 advances the clock fields.
@@ -512,7 +515,7 @@ __global__ void sgd_update(T* __restrict__ W, T* __restrict__ b, T* __restrict__
          i += gridDim.x * blockDim.x) {
         const bool intercept = i >= dk;
         const int c = intercept ? i - dk : i % k;
-        if (active[c] == T(0) || (intercept && !fit_intercept)) continue;
+        if (intercept && !fit_intercept) continue;
         T grad = summed_gradient(partial, partial_b, i, dk, k, parts);
         if (clip_norm > 0.0) grad = grad * scale;
         if (clip_value > 0.0) grad = smaller(larger(grad, (T)-clip_value), (T)clip_value);
@@ -771,7 +774,6 @@ __global__ void sgd_sparse_update(T* __restrict__ W, T* __restrict__ b, T* __res
         const size_t at = (size_t)touched[i / k] * k + c;
         T grad = gradient[at];
         gradient[at] = T(0);  // the scratch is clean for the next step
-        if (active[c] == T(0)) continue;
         if (clip_norm > 0.0) grad = grad * norm_scale;
         if (clip_value > 0.0) grad = smaller(larger(grad, (T)-clip_value), (T)clip_value);
         const T old_total = (T)l1_now[c], new_total = (T)(l1_now[c] + eta * cfg[CFG_L1]);
@@ -809,7 +811,7 @@ __global__ void sgd_sparse_update(T* __restrict__ W, T* __restrict__ b, T* __res
         double lost = column_state[COLUMN_LOSS * k + c];
         for (int p = 0; p < parts; ++p) lost += (double)loss_part[(size_t)p * k + c];
         column_state[COLUMN_LOSS * k + c] = lost;
-        if (!valid || active[c] == T(0) || cfg[CFG_FIT_INTERCEPT] == 0.0) continue;
+        if (!valid || cfg[CFG_FIT_INTERCEPT] == 0.0) continue;
         T grad = T(0);
         for (int r = 0; r < n_rows; ++r) grad += g_rows[(size_t)r * k + c];
         if (clip_norm > 0.0) grad = grad * norm_scale;

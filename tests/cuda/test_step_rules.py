@@ -1,4 +1,4 @@
-"""Step rules of the kernels written out by hand: the batch gain, the sample clock, the
+"""Step rules of the kernels written out by hand: the batch step rate, the sample clock, the
 bound on the loss derivative and the active columns (one epoch, formulas in the test)."""
 
 import numpy as np
@@ -34,19 +34,25 @@ def _by_hand(X, Y, batch, eta_of, bound, active):
     return W, b
 
 
-@pytest.mark.parametrize("beta, lam", [(0.0, 0.0), (2.0, 0.5), (1.0, 1.0)])
-def test_gain_and_sample_clock(emulated, beta, lam):
+@pytest.mark.parametrize(
+    "beta, lam, curvature", [(0.0, 0.0, 1.0), (2.0, 0.5, 1.0), (9.0, 1.0, 0.25)]
+)
+def test_step_rate_and_sample_clock(emulated, beta, lam, curvature):
+    """invscaling at t = samples seen + 1, then min(m eta, max(eta, gain(m) / (c beta)))."""
     X, Y = make_problem(n=10, d=4, k=2, task="regression")
     config = make_config(loss="squared_error", schedule="invscaling", eta0=0.1, batch_size=4)
     fit = _fit(
         emulated, X, Y, config,
-        CFG_GAIN_BETA=beta, CFG_GAIN_LAMBDA=lam, CFG_CLOCK_SAMPLES=1, CFG_CLIP_DLOSS=0.5,
+        CFG_GAIN_BETA=beta, CFG_GAIN_LAMBDA=lam, CFG_CURVATURE=curvature, CFG_CLIP_DLOSS=0.5,
     )  # fmt: skip
     fit.epoch_steps(use_graphs=False)
 
     def eta_of(m, seen):
-        gain = 1.0 if beta == 0 else m * beta / (beta + lam * (m - 1))
-        return gain * 0.1 / (seen + 1) ** 0.5
+        eta = 0.1 / (seen + 1) ** 0.5
+        if beta == 0 or m == 1:
+            return eta
+        gain = m * beta / (beta + lam * (m - 1))
+        return min(m * eta, max(eta, gain / (curvature * beta)))
 
     W, b = _by_hand(X, Y, 4, eta_of, 0.5, np.ones(2))
     np.testing.assert_allclose(fit.W, W, rtol=1e-12)
@@ -63,7 +69,23 @@ def test_a_batch_of_one_has_gain_one(emulated):
     assert np.array_equal(gained.W, plain.W)
 
 
-def test_inactive_columns_take_no_step(emulated):
+def test_inactive_columns_get_no_gradient(emulated):
+    """A masked column only decays: w * (1 - eta l2) per step, the intercept stays."""
+    X, Y = make_problem(n=10, d=4, k=3, task="regression")
+    config = make_config(
+        loss="squared_error", schedule="constant", eta0=0.1, batch_size=4, optimizer={"l2": 1e-2}
+    )
+    fit = _fit(emulated, X, Y, config)
+    fit.W[:] = 0.5
+    fit.b[:] = 0.25
+    fit.set_active([1.0, 0.0, 1.0])
+    fit.epoch_steps(use_graphs=False)  # 3 steps
+    np.testing.assert_allclose(fit.W[:, 1], 0.5 * (1 - 0.1 * 1e-2) ** 3, rtol=1e-14)
+    assert fit.b[1] == 0.25
+    assert np.all(fit.W[:, [0, 2]] != fit.W[0, 1])
+
+
+def test_frozen_columns_are_put_back_after_each_epoch(emulated):
     X, Y = make_problem(n=10, d=4, k=3, task="regression")
     config = make_config(
         loss="squared_error", schedule="constant", eta0=0.1, batch_size=4,
@@ -72,8 +94,10 @@ def test_inactive_columns_take_no_step(emulated):
     fit = _fit(emulated, X, Y, config)
     fit.W[:] = 0.5
     fit.b[:] = 0.25
-    fit.active[:] = [1.0, 0.0, 1.0]
-    fit.epoch_steps(use_graphs=False)
-    assert np.all(fit.W[:, 1] == 0.5) and fit.b[1] == 0.25
-    assert not np.any(fit.buffer[:, 1]) and not np.any(fit.l1_applied[:, 1])
+    fit.freeze(np.array([True, False, True]))
+    for _ in range(2):
+        fit.epoch_steps(use_graphs=False)
+        fit.end_epoch()
+        assert np.all(fit.W[:, 1] == 0.5) and fit.b[1] == 0.25
+        assert not np.any(fit.buffer[:, 1]) and not np.any(fit.l1_applied[:, 1])
     assert np.all(fit.W[:, [0, 2]] != 0.5)
