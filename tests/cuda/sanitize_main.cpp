@@ -48,8 +48,14 @@ int run_case(const Case& c) {
     std::vector<T> buffer(W.size(), T(0)), buffer_b(k, T(0)), l1q(W.size(), T(0));
     std::vector<T> average(W.size(), T(0)), average_b(k, T(0));
     std::vector<T> partial(static_cast<size_t>(blocks) * d * k), partial_b(blocks * k), loss(blocks * k);
-    std::vector<double> loss_total(k, 0.0), summary(SUMMARY_COLUMN_FIELDS * k + SUMMARY_TAIL);
+    std::vector<double> columns(COLUMN_FIELDS * k, 0.0);
+    std::vector<double> summary(SUMMARY_COLUMN_FIELDS * k + SUMMARY_TAIL);
     std::vector<double> cfg(CFG_SIZE, 0.0), ctx(CTX_SIZE, 0.0);
+    std::vector<T> mean(d), inv_scale(d);
+    for (int j = 0; j < d; ++j) {
+        mean[j] = T(0.01 * j);
+        inv_scale[j] = T(1.0 + 0.1 * (j % 3));
+    }
     cfg[CFG_LOSS] = LOSS_HINGE;
     cfg[CFG_LOSS_PARAM] = 1.0;
     cfg[CFG_SCHEDULE] = SCHEDULE_INVSCALING;
@@ -61,29 +67,38 @@ int run_case(const Case& c) {
     cfg[CFG_N_SAMPLES] = n;
     cfg[CFG_SEED] = 1234;
     cfg[CFG_SHUFFLE] = c.order ? SHUFFLE_ORDER : SHUFFLE_BIJECTION;
+    cfg[CFG_GAIN_BETA] = 3.0;
+    cfg[CFG_GAIN_LAMBDA] = 0.5;
+    cfg[CFG_CURVATURE] = 1.0;
+    cfg[CFG_CLIP_DLOSS] = 1e12;
+    cfg[CFG_WITH_PENALTY] = 1;
     for (const auto& [index, value] : c.settings) cfg[index] = value;
     const bool clip_norm = cfg[CFG_CLIP_NORM] > 0;
+    const bool precondition = c.weights;  // the cases with weights also precondition
     const int pairs = c.rows * k;
-    const size_t shared = sizeof(long long) * c.rows +
-        sizeof(T) * (static_cast<size_t>(c.rows) * d + std::max(pairs, c.threads) + 3 * pairs + c.rows);
+    const size_t shared = std::max(sizeof(double) * c.threads, sizeof(long long) * c.rows +
+        sizeof(T) * (static_cast<size_t>(c.rows) * d + std::max(pairs, c.threads) + 3 * pairs + c.rows));
     const int steps = (n + c.batch - 1) / c.batch;
     for (int epoch = 0; epoch < 2; ++epoch) {
         for (int s = 0; s < steps; ++s) {
-            emulated_launch(sgd_forward<TX, T>, blocks, c.threads, shared, X.data(), Y.data(),
+            emulated_launch(sgd_forward<TX, T>, blocks + 1, c.threads, shared, X.data(), Y.data(),
                             data_or_null(sw, c.weights), data_or_null(pos, c.weights),
-                            data_or_null(neg, c.weights), data_or_null(order, c.order), W.data(),
-                            b.data(), active.data(), partial.data(), partial_b.data(), loss.data(),
-                            cfg.data(), ctx.data(), d, k, c.rows);
+                            data_or_null(neg, c.weights), data_or_null(order, c.order),
+                            data_or_null(mean, precondition), data_or_null(inv_scale, precondition),
+                            W.data(), b.data(), active.data(), partial.data(), partial_b.data(),
+                            loss.data(), cfg.data(), ctx.data(), columns.data(), d, k, c.rows,
+                            blocks);
             emulated_launch(sgd_update<T>, clip_norm ? 1u : 2u, c.threads,
                             clip_norm ? c.threads * sizeof(T) : 0, W.data(), b.data(),
                             data_or_null(buffer, c.momentum), data_or_null(buffer_b, c.momentum),
                             data_or_null(l1q, c.l1), data_or_null(average, c.average),
-                            data_or_null(average_b, c.average), partial.data(), partial_b.data(),
-                            loss.data(), active.data(), loss_total.data(), cfg.data(), ctx.data(),
-                            d, k, blocks);
+                            data_or_null(average_b, c.average),
+                            data_or_null(inv_scale, precondition), partial.data(),
+                            partial_b.data(), loss.data(), active.data(), cfg.data(), ctx.data(),
+                            columns.data(), d, k, blocks);
         }
         emulated_launch(sgd_end_epoch<T>, 1, c.threads, c.threads * sizeof(double), W.data(),
-                        b.data(), loss_total.data(), summary.data(), ctx.data(), d, k);
+                        b.data(), columns.data(), summary.data(), ctx.data(), d, k);
     }
     std::vector<long long> epoch_order(n);
     cfg[CFG_SHUFFLE] = SHUFFLE_BIJECTION;  // the order kernel computes the bijection only
@@ -117,9 +132,12 @@ int run_sparse_case(const char* name, int n, int d, int k, int batch, int rows, 
     std::vector<T> gradient(W.size(), T(0)), g_rows(static_cast<size_t>(batch) * k), loss(blocks * k);
     std::vector<T> average(W.size(), T(0)), average_b(k, T(0));
     std::vector<int> stamp(d, -1), touched(d, 0), counters(2, 0);
-    std::vector<double> loss_total(k, 0.0), summary(SUMMARY_COLUMN_FIELDS * k + SUMMARY_TAIL);
+    std::vector<double> columns(COLUMN_FIELDS * k, 0.0);
+    std::vector<double> summary(SUMMARY_COLUMN_FIELDS * k + SUMMARY_TAIL);
     std::vector<double> cfg(CFG_SIZE, 0.0), ctx(CTX_SIZE, 0.0);
     cfg[CFG_LOSS] = LOSS_LOG;
+    cfg[CFG_WITH_PENALTY] = 1;
+    cfg[CFG_L2] = 1e-3;
     cfg[CFG_SCHEDULE] = SCHEDULE_CONSTANT;
     cfg[CFG_ETA0] = 0.1;
     cfg[CFG_MOMENTUM] = 0.9;
@@ -134,30 +152,34 @@ int run_sparse_case(const char* name, int n, int d, int k, int batch, int rows, 
     cfg[CFG_AVERAGE_START] = average_start;
     cfg[CFG_CLIP_NORM] = clip_norm;
     ctx[CTX_SCALE] = 1.0;
-    const size_t shared = sizeof(long long) * rows + 2 * sizeof(T) * rows * k;
+    const size_t shared =
+        std::max(sizeof(double) * threads, sizeof(long long) * rows + 2 * sizeof(T) * rows * k);
     const unsigned grid = 3;
     const int steps = (n + batch - 1) / batch;
     for (int epoch = 0; epoch < 2; ++epoch) {
         for (int s = 0; s < steps; ++s) {
-            emulated_launch(sgd_sparse_forward<T, T>, blocks, threads, shared, indptr.data(),
+            emulated_launch(sgd_sparse_forward<T, T>, blocks + 1, threads, shared, indptr.data(),
                             indices.data(), values.data(), Y.data(), (const T*)nullptr,
                             (const T*)nullptr, (const T*)nullptr, (const long long*)nullptr,
                             W.data(), b.data(), l1q.data(), active.data(), g_rows.data(),
                             loss.data(), gradient.data(), stamp.data(), touched.data(),
-                            counters.data(), cfg.data(), ctx.data(), d, k, rows);
+                            counters.data(), cfg.data(), ctx.data(), columns.data(), d, k, rows,
+                            blocks);
             emulated_launch(sgd_sparse_update<T>, clip_norm > 0 ? 1u : grid, threads,
                             clip_norm > 0 ? threads * sizeof(T) : 0, W.data(), b.data(),
                             buffer.data(), buffer_b.data(), l1q.data(), gradient.data(),
                             g_rows.data(), touched.data(), stamp.data(), counters.data(),
-                            loss.data(), active.data(), loss_total.data(), cfg.data(), ctx.data(),
-                            d, k, blocks);
+                            loss.data(), active.data(), cfg.data(), ctx.data(), columns.data(), d,
+                            k, blocks);
             if (average_start > 0)
                 emulated_launch(sgd_sparse_average<T>, grid, threads, 0, W.data(), b.data(),
-                                l1q.data(), average.data(), average_b.data(), ctx.data(), d, k);
+                                l1q.data(), average.data(), average_b.data(), ctx.data(),
+                                columns.data(), d, k);
         }
-        emulated_launch(sgd_sparse_fold<T>, grid, threads, 0, W.data(), l1q.data(), ctx.data(), d, k);
+        emulated_launch(sgd_sparse_fold<T>, grid, threads, 0, W.data(), l1q.data(), ctx.data(),
+                        columns.data(), d, k);
         emulated_launch(sgd_end_epoch<T>, 1, threads, threads * sizeof(double), W.data(),
-                        b.data(), loss_total.data(), summary.data(), ctx.data(), d, k);
+                        b.data(), columns.data(), summary.data(), ctx.data(), d, k);
     }
     bool ok = ctx[CTX_STEPS] == 2.0 * steps;
     for (T w : W) ok = ok && std::isfinite(static_cast<double>(w));
