@@ -61,6 +61,16 @@ def _fit_both(estimator, X, y, monkeypatch, kernel_runs, **fit_params):
 
 CLASSIFIERS = {
     "defaults": {},
+    # scikit-learn's stopping rule per column, batch_size='auto', preconditioning
+    "stopping-rule": {"tol": 1e-3, "max_iter": 40},
+    "stopping-rule-elasticnet-average": {
+        "tol": 1e-3,
+        "max_iter": 40,
+        "penalty": "elasticnet",
+        "l1_ratio": 0.5,
+        "average": 50,
+    },
+    "adaptive-per-column": {"learning_rate": "adaptive", "eta0": 0.1, "tol": 1e-2, "max_iter": 30},
     "log-nesterov": {"loss": "log_loss", "momentum": 0.9, "nesterov": True, "batch_size": 16},
     "balanced-average": {"class_weight": "balanced", "average": 10},
     "elasticnet-clip": {"penalty": "elasticnet", "l1_ratio": 0.3, "clip_norm": 1.0},

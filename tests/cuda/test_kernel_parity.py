@@ -258,6 +258,13 @@ def test_sparse_averaging(emulated, average_start, optimizer):
     assert_same_training(*train_both(_sparse_data(3), config, backend=emulated))
 
 
+def test_sparse_adaptive_rate_falls_back():
+    from sk_gpusgd._cuda import driver
+
+    config = make_config(schedule="adaptive")
+    assert "adaptive" in driver.fused_reason(np, _sparse_data(3), config)
+
+
 def test_what_is_not_fused_falls_back():
     from sk_gpusgd._cuda import driver
 
