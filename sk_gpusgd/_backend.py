@@ -121,6 +121,10 @@ def namespace_of(*arrays: Any):
     return xp
 
 
+class DeviceUnavailableError(ValueError, RuntimeError):
+    """``device='cuda'`` where no GPU is usable: a parameter value this machine cannot serve."""
+
+
 def resolve_compute_namespace(device: str, X: Any):
     """Pick the namespace the training runs in.
 
@@ -138,9 +142,9 @@ def resolve_compute_namespace(device: str, X: Any):
     """
     xp_in = namespace_of(X)
     if xp_in is np:
-        if device == "cuda" or (device == "auto" and cuda_available()):
+        if device == "cuda" or (device == "auto" and _pays_on_gpu(X) and cuda_available()):
             if not cuda_available():
-                raise RuntimeError(
+                raise DeviceUnavailableError(
                     "device='cuda' was requested but no CUDA device is usable. "
                     f"{_why_no_cuda()} Or use device='cpu'."
                 )
@@ -150,6 +154,18 @@ def resolve_compute_namespace(device: str, X: Any):
         return np if device == "cpu" else xp_in
     # Other array-API libraries (torch, array-api-strict) compute where the data is.
     return xp_in
+
+
+# host data smaller than this (values, or stored values of a sparse matrix) trains on the
+# CPU with device='auto': a CPU epoch then takes milliseconds, less than the GPU's fixed
+# cost of a fit (context, kernel compilation, transfers)
+MIN_GPU_VALUES = 2**21
+
+
+def _pays_on_gpu(X) -> bool:
+    """Whether host data is large enough for ``device='auto'`` to move it to the GPU."""
+    values = X.nnz if is_sparse(X) else int(np.prod(X.shape))
+    return values >= MIN_GPU_VALUES
 
 
 def device_name(xp, array: Any = None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import replace
 from numbers import Integral, Real
@@ -32,6 +33,7 @@ from ._backend import (
     device_name,
     is_cupy_array,
     is_cupy_namespace,
+    is_cupy_sparse,
     is_device_array,
     is_sparse,
     namespace_of,
@@ -39,26 +41,40 @@ from ._backend import (
     to_namespace,
 )
 from ._cuda.driver import select_engine
-from ._engine import EngineConfig, TrainingData, TrainingState, run
+from ._engine import DivergenceError, EngineConfig, TrainingData, TrainingState, run
 from ._losses import make_loss
 from ._optim import MOMENTUM_FORMS, OptimizerConfig
+from ._params import (
+    check_parameters,
+    divergence_message,
+    input_magnitudes,
+    warn_deprecated_parameters,
+)
 from ._precondition import feature_statistics
 from ._scaling import auto_batch_size, measure_scaling
 from ._schedules import make_schedule
+from ._sparse_coef import SparseCoefMixin
 from ._validation import (
     check_device_features,
     check_device_labels,
     check_device_target,
+    check_in_float32_range,
     dtype_name,
 )
 
+# scikit-learn >= 1.8 rejects all-zero sample weights itself unless told not to
+_ALL_ZERO_ALLOWED = (
+    {"allow_all_zero_weights": True}
+    if "allow_all_zero_weights" in inspect.signature(_check_sample_weight).parameters
+    else {}
+)
 # scikit-learn damps the intercept's step on sparse data.
 SPARSE_INTERCEPT_SCALE = 0.01
 DEFAULT_BATCH_SIZE = "auto"
 HALF_DTYPES = ("float16", "bfloat16")
 
 
-class BaseSGD(BaseEstimator):
+class BaseSGD(SparseCoefMixin, BaseEstimator):
     """Shared parameters, validation and training plumbing of the SGD estimators.
 
     Subclasses supply label handling: ``_encode_targets``, ``_coef_from_weights``,
@@ -112,7 +128,8 @@ class BaseSGD(BaseEstimator):
 
     # ------------------------------------------------------------------ checks
     def _more_validate_params(self, for_partial_fit: bool = False) -> None:
-        """Rules that tie two parameters together."""
+        """Every constraint, on every call, and the rules that tie two parameters together."""
+        check_parameters(self)
         if self.early_stopping and for_partial_fit:
             raise ValueError("early_stopping should be False with partial_fit")
         if self.learning_rate == "optimal" and self.alpha == 0:
@@ -168,10 +185,14 @@ class BaseSGD(BaseEstimator):
         )
 
     def _engine_config(self, compute_dtype, sparse: bool) -> EngineConfig:
-        loss = make_loss(self.loss, self.epsilon)
+        loss = make_loss(self.loss, float(self.epsilon))
+        # floats: a huge int power_t would make t**power_t an endless integer power
+        schedule = make_schedule(
+            self.learning_rate, float(self.eta0), float(self.alpha), float(self.power_t), loss
+        )
         return EngineConfig(
             loss=loss,
-            schedule=make_schedule(self.learning_rate, self.eta0, self.alpha, self.power_t, loss),
+            schedule=schedule,
             optimizer=self._optimizer_config(),
             # 'auto' is resolved once the data is known
             batch_size=1 if self.batch_size == "auto" else int(self.batch_size),
@@ -262,11 +283,23 @@ class BaseSGD(BaseEstimator):
         """Train; a fit that fails or is interrupted leaves the estimator as it was."""
         before = dict(self.__dict__)
         try:
-            return self._train(X, y, **options)
+            self._densify_before_fit()
+            self._train(X, y, **options)
+        except (DivergenceError, ArithmeticError) as error:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            # Python float arithmetic of a schedule raises where C would give inf
+            loss = make_loss(self.loss, float(self.epsilon))
+            weights = options["sample_weight"]
+            magnitudes = input_magnitudes(X, weights, getattr(self, "class_weight", None))
+            raise DivergenceError(divergence_message(self, loss, magnitudes)) from error
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(before)
             raise
+        if not options["partial"]:
+            warn_deprecated_parameters(self)
+        return self
 
     def _train(self, X, y, *, coef_init, intercept_init, sample_weight, classes, partial):
         fitted = hasattr(self, "_state")
@@ -355,12 +388,28 @@ class BaseSGD(BaseEstimator):
         return self
 
     def _checked_sample_weight(self, sample_weight, X):
+        """scikit-learn's sample_weight checks, and a range the fit's float type holds."""
+        checked = self._sample_weight_checks(sample_weight, X)
+        if checked is not None:
+            values = X.data if is_sparse(X) else X
+            compute = "float32" if dtype_name(values) in HALF_DTYPES else dtype_name(values)
+            check_in_float32_range(checked, compute, "sample_weight")
+        return checked
+
+    def _sample_weight_checks(self, sample_weight, X):
         """scikit-learn's sample_weight checks, in the namespace of the weights."""
         if sample_weight is None:
             return None
+        # with early stopping, all-zero weights get the validation split's error
+        zero_allowed = bool(self.early_stopping)
         if not is_device_array(sample_weight):
             host_X = np.empty((X.shape[0], 0))
-            return _check_sample_weight(sample_weight, host_X, ensure_non_negative=True)
+            checked = _check_sample_weight(
+                sample_weight, host_X, ensure_non_negative=True, **_ALL_ZERO_ALLOWED
+            )
+            if not zero_allowed and not np.any(checked != 0):
+                raise ValueError("Sample weights must contain at least one non-zero number.")
+            return checked
         xp = namespace_of(sample_weight)
         if sample_weight.ndim != 1 or sample_weight.shape[0] != X.shape[0]:
             raise ValueError(
@@ -370,7 +419,7 @@ class BaseSGD(BaseEstimator):
             raise ValueError("Input sample_weight contains NaN or infinity.")
         if bool(xp.any(sample_weight < 0)):
             raise ValueError("Negative values in data passed to `sample_weight`.")
-        if not bool(xp.any(sample_weight > 0)):
+        if not zero_allowed and not bool(xp.any(sample_weight > 0)):
             raise ValueError("Sample weights must contain at least one non-zero number.")
         return sample_weight
 
@@ -445,6 +494,13 @@ class BaseSGD(BaseEstimator):
         y_host = to_namespace(y, np)
         splitter = self._validation_splitter()
         train_rows, validation_rows = next(splitter.split(np.zeros((y_host.shape[0], 1)), y_host))
+        if data.sample_weight is not None:
+            weights_host = to_namespace(data.sample_weight, np)
+            if not np.any(weights_host[validation_rows] > 0):
+                raise ValueError(
+                    "The sample weights for validation set are all zero, consider using a"
+                    " different random state."
+                )
 
         def rows(array, selected):
             if array is None:
@@ -510,7 +566,9 @@ class BaseSGD(BaseEstimator):
         X = self._validate_prediction_input(X)
         xp = namespace_of(X)
         like = X.data if is_sparse(X) else X
-        coef = to_namespace(self.coef_, xp, like)
+        # a sparsified coef_ (sparsify) predicts exactly as the dense one
+        coef = self.coef_.toarray() if is_sparse(self.coef_) else self.coef_
+        coef = to_namespace(coef, xp, like)
         intercept = to_namespace(self.intercept_, xp, like)
         if coef.ndim == 1:
             coef = xp.reshape(coef, (1, -1))
@@ -522,7 +580,14 @@ class BaseSGD(BaseEstimator):
             X = X.astype(dtype) if is_sparse(X) else xp.astype(X, dtype)
         if coef.dtype != dtype:
             coef, intercept = xp.astype(coef, dtype), xp.astype(intercept, dtype)
-        return xp.asarray(X @ coef.T + intercept), xp
+        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+            decision = xp.asarray(X @ coef.T + intercept)
+        if not bool(xp.all(decision == decision)):  # NaN: X @ coef_.T overflowed both ways
+            raise ValueError(
+                "The decision values X @ coef_.T + intercept_ overflowed to NaN: X holds "
+                "values too large for this model's weights. Scale X (e.g. with StandardScaler)."
+            )
+        return decision, xp
 
     # ---------------------------------------------------------------- export
     def to_sklearn(self):
@@ -550,7 +615,7 @@ class BaseSGD(BaseEstimator):
         state = dict(super().__getstate__())
         on_gpu = []
         for name, value in list(state.items()):
-            if is_cupy_array(value):
+            if is_cupy_array(value) or is_cupy_sparse(value):
                 state[name] = value.get()
                 on_gpu.append(name)
         if "_state" in state and self._compute_namespace_name.endswith("cupy"):

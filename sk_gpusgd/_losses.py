@@ -106,7 +106,7 @@ class Huber(Loss):
         value = xp.where(
             absolute <= self.epsilon,
             0.5 * residual * residual,
-            self.epsilon * absolute - 0.5 * self.epsilon**2,
+            self.epsilon * absolute - 0.5 * self.epsilon * self.epsilon,  # ** raises on overflow
         )
         return value, xp.clip(residual, -self.epsilon, self.epsilon)
 

@@ -24,12 +24,25 @@ would make a sparse X dense.
 
 from __future__ import annotations
 
+import numpy as np
+
 # rows per pass when measuring the statistics of half-precision X (no full float32 copy)
 CHUNK_ROWS = 65536
 
 
 def feature_statistics(xp, X, dtype):
-    """Per-feature mean and ``1 / std`` of X (1 where a feature is constant), in ``dtype``."""
+    """Per-feature mean and ``1 / std`` of X (1 where a feature is constant), in ``dtype``.
+
+    Where the statistics overflow (values near the float range), the feature is
+    left as it is: mean 0, scale 1.
+    """
+    with np.errstate(all="ignore"):
+        mean, inv_scale = _feature_statistics(xp, X, dtype)
+    usable = xp.isfinite(mean) & xp.isfinite(inv_scale)
+    return xp.where(usable, mean, 0.0), xp.where(usable, inv_scale, 1.0)
+
+
+def _feature_statistics(xp, X, dtype):
     n_samples = X.shape[0]
     total = None
     for start in range(0, n_samples, CHUNK_ROWS):

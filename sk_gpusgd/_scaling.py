@@ -95,6 +95,12 @@ def _sampled_rows(X):
 
 
 def measure_scaling(X, fit_intercept: bool, mean=None, inv_scale=None) -> BatchScaling:
+    """``beta`` and ``lam`` of the rows of X; no gain (1) where they overflow."""
+    with np.errstate(all="ignore"):
+        return _measure_scaling(X, fit_intercept, mean, inv_scale)
+
+
+def _measure_scaling(X, fit_intercept: bool, mean=None, inv_scale=None) -> BatchScaling:
     """``beta`` and ``lam`` of the rows of X (dense or CSR, any namespace).
 
     With ``mean`` and ``inv_scale`` (preconditioning), of the rows
@@ -152,10 +158,22 @@ def measure_scaling(X, fit_intercept: bool, mean=None, inv_scale=None) -> BatchS
     return BatchScaling(beta, lam)
 
 
-def auto_batch_size(n_samples: int, on_gpu: bool) -> int:
-    """The batch size ``batch_size='auto'`` picks (placeholder rule, see the estimators)."""
-    import os
+# 'auto' batch sizes: rows per step where one step's fixed cost (about 20 NumPy calls
+# on a CPU, a kernel launch on a GPU) stops mattering next to its arithmetic
+CPU_BATCH_SIZE = 256
+GPU_BATCH_SIZE = 2048
+# an epoch has at least this many steps, so that the stopping rule, which compares
+# epochs, watches a trajectory rather than a handful of steps
+MIN_STEPS_PER_EPOCH = 16
 
-    cap = int(os.environ.get("SK_GPUSGD_AUTO_BATCH", "256"))
-    steps = int(os.environ.get("SK_GPUSGD_MIN_STEPS", "16"))
-    return max(1, min(cap, n_samples // steps))
+
+def auto_batch_size(n_samples: int, on_gpu: bool) -> int:
+    """The batch size ``batch_size='auto'`` picks for ``n_samples`` training rows.
+
+    ``min(device batch, n_samples // 16)``, at least 1: 256 rows on a CPU and
+    2048 on a GPU once the data has enough rows for 16 steps an epoch. Larger
+    batches only amortise the per-step overhead; the capped linear-scaling
+    step (:meth:`BatchScaling.step_rate`) keeps each sample's contribution.
+    """
+    device_batch = GPU_BATCH_SIZE if on_gpu else CPU_BATCH_SIZE
+    return max(1, min(device_batch, n_samples // MIN_STEPS_PER_EPOCH))

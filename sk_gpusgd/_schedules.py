@@ -1,9 +1,9 @@
 """Learning-rate schedules, with scikit-learn's formulas.
 
-The clock ``t`` counts optimizer steps (minibatches), starting at 1. With
-``batch_size=1`` a step is one sample and every schedule is scikit-learn's
-exactly; with larger batches each step applies the batch-mean gradient, so the
-schedule advances once per batch (as in cuML and every deep-learning optimizer).
+The clock ``t`` is scikit-learn's: the number of samples seen, plus one,
+whatever the batch size. The rates are per-sample rates; how a step over a
+batch uses them is :meth:`._scaling.BatchScaling.step_rate`'s business. With
+``batch_size=1`` every schedule is scikit-learn's exactly.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ ADAPTIVE_DIVISOR = 5.0
 
 @dataclass(frozen=True)
 class Schedule:
-    """A learning rate as a function of the step count ``t`` (1-based).
+    """A per-sample learning rate as a function of the sample clock ``t`` (1-based).
 
     Parameters
     ----------
@@ -43,11 +43,14 @@ class Schedule:
     optimal_offset: float = 1.0
 
     def learning_rate(self, t: int, adaptive_eta: float | None = None) -> float:
-        """The learning rate of step ``t`` (``adaptive_eta`` is the current adaptive value)."""
+        """The per-sample rate at clock ``t`` (``adaptive_eta``: the current adaptive value)."""
         if self.kind == "optimal":
             return 1.0 / (self.alpha * (self.optimal_offset + t - 1))
         if self.kind == "invscaling":
-            return self.eta0 / t**self.power_t
+            try:
+                return self.eta0 / t**self.power_t
+            except OverflowError:  # t**power_t past the float range: the rate is 0, as in C
+                return 0.0
         if self.kind == "adaptive":
             return self.eta0 if adaptive_eta is None else adaptive_eta
         return self.eta0

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ._backend import is_cupy_sparse, namespace_of
 
 FLOAT_DTYPE_NAMES = ("float64", "float32", "float16", "bfloat16")
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def dtype_name(array) -> str:
@@ -79,4 +80,18 @@ def check_device_labels(y):
         raise ValueError(
             "Unknown label type: continuous. Maybe you are trying to fit a classifier, "
             "which expects discrete classes on a regression target with continuous values."
+        )
+
+
+def check_in_float32_range(values, compute_dtype_name: str, what: str) -> None:
+    """Per-sample values a float32 fit casts to float32 must not overflow there."""
+    if compute_dtype_name != "float32" or values.shape[0] == 0:
+        return
+    xp = namespace_of(values)
+    largest = float(xp.max(xp.abs(values)))
+    if largest > FLOAT32_MAX:
+        raise ValueError(
+            f"{what} holds values up to {largest:.3g}, beyond the float32 range "
+            f"({FLOAT32_MAX:.3g}) this fit computes in (X is float32 or half precision). "
+            f"Scale {what}, or give X as float64."
         )

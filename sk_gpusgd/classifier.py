@@ -74,14 +74,14 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
     max_iter : int, default=1000
         Maximum number of epochs of ``fit``.
     tol : float or None, default=1e-3
-        Stop when the epoch objective does not improve by ``tol`` for
-        ``n_iter_no_change`` epochs. The objective is the mean training loss,
-        weighted like the gradient by ``sample_weight`` and ``class_weight``,
-        plus the penalty at the end of the epoch; with several classes it is
-        summed over the one-vs-rest problems, which stop together. (scikit-learn
-        sums an unweighted loss and the penalty sample by sample, and stops each
-        one-vs-rest problem on its own, so ``n_iter_`` can differ from its own
-        even with ``batch_size=1``.) None disables the rule.
+        Stopping rule, scikit-learn's: an epoch makes no progress when its
+        objective (the mean unweighted loss plus the penalty of the weights
+        each row met) is above the best so far minus ``tol``; after
+        ``n_iter_no_change`` such epochs the fit stops. Each one-vs-rest
+        problem stops on its own, as in scikit-learn (its weights then stay as
+        they were), and ``n_iter_`` is the largest epoch count. With
+        ``batch_size=1`` and ``shuffle=False`` the fit stops at scikit-learn's
+        epoch. None disables the rule.
     shuffle : bool, default=True
         Reshuffle the rows before every epoch.
     verbose : int, default=0
@@ -99,17 +99,22 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         Seeds the shuffling and the validation split.
     learning_rate : {'optimal', 'constant', 'invscaling', 'adaptive', \
             'pa1', 'pa2'}, default='optimal'
-        Schedule, as scikit-learn's, with the clock ``t`` counting optimizer
-        steps (minibatches) from 1: 'constant' ``eta0``; 'optimal'
+        Schedule, as scikit-learn's, with scikit-learn's clock ``t``: the
+        number of samples seen, plus one. 'constant' ``eta0``; 'optimal'
         ``1 / (alpha (t0 + t - 1))``; 'invscaling' ``eta0 / t**power_t``;
         'adaptive' ``eta0``, divided by 5 after ``n_iter_no_change`` epochs
-        without improvement; 'pa1'/'pa2' the passive-aggressive steps
-        (loss='hinge' only). With ``batch_size=1`` each is scikit-learn's.
+        without improvement (per one-vs-rest problem); 'pa1'/'pa2' the
+        passive-aggressive steps (loss='hinge' only). These are per-sample
+        rates; see ``scale_learning_rate`` for how a batch uses them.
     eta0 : float, default=0.01
         Initial learning rate ('constant', 'invscaling', 'adaptive'), or the
         aggressiveness of 'pa1'/'pa2'.
     power_t : float, default=0.5
         Exponent of 'invscaling'.
+
+        .. deprecated:: 1.8 (scikit-learn)
+            Negative values warn (FutureWarning) in ``fit``, as scikit-learn 1.8+
+            does; scikit-learn will reject them from 1.10.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the rows (stratified) and stop when
         the validation accuracy stops improving by ``tol``.
@@ -126,18 +131,12 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
     average : bool or int, default=False
         Averaged SGD: ``coef_`` is the running mean of the weights once
         ``average`` samples have been seen (True means from the start).
-    batch_size : int, default=8
-        Rows per optimizer step. Each step applies the batch-mean gradient and
-        advances the schedule once, so for the same number of samples seen,
-        larger batches end at larger learning rates than scikit-learn's
-        per-sample clock and a noisier last iterate. 8 keeps the held-out
-        accuracy of scikit-learn's defaults on digits (raw and standardised),
-        breast cancer and a 10-class problem, and R^2 on diabetes
-        (``benchmarks/accuracy_vs_sklearn.py``), while one matrix product does
-        the work of 8 samples. For throughput raise it (256 on a CPU,
-        1024-8192 on a GPU) and add ``average=True`` or lower ``eta0`` to keep
-        the last iterate quiet; ``batch_size=1`` reproduces scikit-learn's
-        per-sample updates exactly (the stopping rule differs, see ``tol``).
+    batch_size : int or 'auto', default='auto'
+        Rows per optimizer step. 'auto' picks ``batch_size_`` for each fit:
+        ``min(256, n_samples // 16)`` on a CPU, ``min(2048, n_samples // 16)``
+        on a GPU (at least 1), i.e. enough rows to amortise a step's fixed
+        cost while an epoch keeps at least 16 steps. ``batch_size=1``
+        reproduces scikit-learn's per-sample updates step for step.
     momentum : float, default=0.0
         Momentum factor, 0 <= momentum < 1.
     dampening : float, default=0.0
@@ -174,9 +173,30 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         copy of ``X`` (each batch is converted as it is used); decision values
         are computed in float32. False converts such ``X`` to float32 first.
         Sparse input is float32 or float64 (scipy and cupyx have no float16).
+    scale_learning_rate : bool, default=True
+        True: the schedule's rate is scikit-learn's per-sample rate, and a step
+        over ``m`` rows takes ``m`` times it on the batch-mean gradient (the
+        linear scaling rule, Goyal et al. 2017), capped at the largest step
+        the batch's curvature allows, ``gain(m) / (c * beta)`` (Ma, Bassily and
+        Belkin 2018; ``beta`` is the mean squared row norm, ``c`` the loss'
+        curvature), and never below the per-sample rate. Larger batches then
+        keep scikit-learn's progress per epoch. False: the rate multiplies the
+        batch-mean gradient as in PyTorch, Keras and MXNet.
+    preconditioner : {'auto', 'standardize'} or None, default='auto'
+        'standardize' trains as if the features were standardised, with the
+        same objective: internal weights ``v`` with the decision
+        ``((x - mean) / std) @ v + c``, mapped back to ``coef_ = v / std``,
+        ``intercept_ = c - mean @ coef_``, and the penalty kept on ``coef_``.
+        Raw features of very different scales then train as well as scaled
+        ones. 'auto' uses it for dense X when ``batch_size='auto'`` picks more
+        than one row, and not otherwise (explicit batch sizes get plain SGD;
+        sparse X is never centred). None: never.
     device : {'auto', 'cpu', 'cuda'}, default='auto'
-        Where to train. 'auto' follows the data: CuPy input on its GPU, NumPy
-        input on the GPU when CuPy and a device are present, else the CPU.
+        Where to train. 'auto' follows the data: CuPy input on its GPU; NumPy
+        and scipy input on the GPU when CuPy and a device are present and the
+        data holds at least 2**21 values (stored values for sparse X), else on
+        the CPU, where a smaller fit is faster than the GPU's fixed start-up
+        cost.
 
     Attributes
     ----------
@@ -189,7 +209,11 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
     n_iter_ : int
         Epochs run by the last ``fit`` (1 after ``partial_fit``).
     t_ : float
-        Optimizer steps taken plus one (scikit-learn's ``t_`` with batch_size=1).
+        Samples seen plus one (scikit-learn's ``t_``, the schedule's clock).
+    batch_size_ : int
+        The batch size the last fit used (``batch_size``, or the 'auto' choice).
+    preconditioner_ : {'standardize'} or None
+        The preconditioner the last fit used.
     loss_curve_ : list of float
         Mean training loss (summed over one-vs-rest columns) of every epoch.
     device_ : str
@@ -338,8 +362,15 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
     def _encode_targets(self, y, xp, dtype, classes, partial, like):
         """+1/-1 one-vs-rest targets in ``xp``, and the class-weight vectors."""
         y_xp = namespace_of(y)
+        if y_xp is np and y.dtype.kind == "V":
+            raise ValueError(
+                f"Unknown label type: y has the structured dtype {y.dtype}; class labels "
+                "are numbers, strings or booleans, one per sample."
+            )
         if y_xp is np:
-            check_classification_targets(y)
+            # labels past the int64 range make scikit-learn's integer test cast with a warning
+            with np.errstate(invalid="ignore", over="ignore"):
+                check_classification_targets(y)
         elif dtype_name(y) == "bool":
             # device libraries cannot sort or search booleans: classes_ become 0 / 1
             y = y_xp.astype(y, y_xp.int64)
@@ -355,13 +386,19 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
             raise ValueError(
                 f"The number of classes has to be greater than one; got {n_classes} class"
             )
-        if classes_in_y is None:
-            indices = np.searchsorted(self.classes_, y)
-            known = np.take(self.classes_, np.minimum(indices, n_classes - 1)) == y
-        else:
-            indices = y_xp.searchsorted(classes_in_y, y)
-            clipped = y_xp.minimum(indices, n_classes - 1)
-            known = y_xp.take(classes_in_y, clipped) == y
+        try:
+            if classes_in_y is None:
+                indices = np.searchsorted(self.classes_, y)
+                known = np.take(self.classes_, np.minimum(indices, n_classes - 1)) == y
+            else:
+                indices = y_xp.searchsorted(classes_in_y, y)
+                clipped = y_xp.minimum(indices, n_classes - 1)
+                known = y_xp.take(classes_in_y, clipped) == y
+        except TypeError as error:  # e.g. dates against numeric classes_
+            raise ValueError(
+                f"y has labels of dtype {dtype_name(y)} that cannot be compared with "
+                f"classes_ of dtype {dtype_name(self.classes_)}."
+            ) from error
         if not bool(y_xp.all(known)):
             unknown = np.setdiff1d(to_namespace(y, np), to_namespace(self.classes_, np))
             raise ValueError(
@@ -498,32 +535,6 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         xp = namespace_of(proba)
         with np.errstate(divide="ignore"):
             return xp.log(proba)
-
-    def score(self, X, y, sample_weight=None):
-        """Mean accuracy on ``(X, y)``, computed in the namespace of ``X``.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Samples.
-        y : array-like of shape (n_samples,)
-            True labels.
-        sample_weight : array-like of shape (n_samples,), optional
-            Sample weights.
-
-        Returns
-        -------
-        score : float
-            Accuracy.
-        """
-        if not is_device_array(X):
-            return super().score(X, y, sample_weight=sample_weight)
-        predicted = self.predict(X)
-        xp = namespace_of(predicted)
-        correct = xp.astype(predicted == to_namespace(y, xp, predicted), xp.float64)
-        if sample_weight is not None:
-            sample_weight = xp.astype(to_namespace(sample_weight, xp, predicted), xp.float64)
-        return _accuracy(xp, correct, sample_weight)
 
 
 def _accuracy(xp, correct, sample_weight):

@@ -6,9 +6,10 @@ from sklearn.base import RegressorMixin, _fit_context
 from sklearn.model_selection import ShuffleSplit
 from sklearn.utils._param_validation import StrOptions
 
-from ._backend import is_device_array, namespace_of, to_namespace
+from ._backend import namespace_of, to_namespace
 from ._base import DEFAULT_BATCH_SIZE, BaseSGD
 from ._losses import REGRESSION_LOSSES
+from ._validation import check_in_float32_range
 
 
 class GPUSGDRegressor(RegressorMixin, BaseSGD):
@@ -20,7 +21,8 @@ class GPUSGDRegressor(RegressorMixin, BaseSGD):
     :class:`GPUSGDClassifier` (``batch_size``, ``momentum``, ``dampening``,
     ``nesterov``, ``momentum_form``, ``weight_decay``,
     ``decoupled_weight_decay``, ``clip_value``, ``clip_norm``,
-    ``multi_precision``, ``device``), with the same step order.
+    ``multi_precision``, ``scale_learning_rate``, ``preconditioner``,
+    ``device``), with the same step order.
 
     Parameters
     ----------
@@ -38,9 +40,9 @@ class GPUSGDRegressor(RegressorMixin, BaseSGD):
     max_iter : int, default=1000
         Maximum number of epochs of ``fit``.
     tol : float or None, default=1e-3
-        Stop when the epoch objective (mean training loss weighted by
-        ``sample_weight``, plus the penalty at the end of the epoch) does not
-        improve by ``tol`` for ``n_iter_no_change`` epochs; None disables it.
+        Stop when the epoch objective (scikit-learn's: the mean unweighted
+        loss plus the penalty of the weights each row met) does not improve by
+        ``tol`` for ``n_iter_no_change`` epochs; None disables it.
     shuffle : bool, default=True
         Reshuffle the rows before every epoch.
     verbose : int, default=0
@@ -55,12 +57,16 @@ class GPUSGDRegressor(RegressorMixin, BaseSGD):
         Seeds the shuffling and the validation split.
     learning_rate : {'invscaling', 'constant', 'optimal', 'adaptive', \
             'pa1', 'pa2'}, default='invscaling'
-        Schedule; the clock ``t`` counts optimizer steps (minibatches) from 1.
+        Schedule, scikit-learn's, with its clock ``t``: samples seen plus one.
         'pa1'/'pa2' need loss='epsilon_insensitive'.
     eta0 : float, default=0.01
         Initial learning rate.
     power_t : float, default=0.25
         Exponent of 'invscaling'.
+
+        .. deprecated:: 1.8 (scikit-learn)
+            Negative values warn (FutureWarning) in ``fit``, as scikit-learn 1.8+
+            does; scikit-learn will reject them from 1.10.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the rows and stop when their R^2
         stops improving by ``tol``.
@@ -72,10 +78,11 @@ class GPUSGDRegressor(RegressorMixin, BaseSGD):
         Start ``fit`` from the previous solution and momentum buffers.
     average : bool or int, default=False
         Averaged SGD from ``average`` samples on.
-    batch_size : int, default=8
+    batch_size : int or 'auto', default='auto'
         Rows per optimizer step (see :class:`GPUSGDClassifier`).
     momentum, dampening, nesterov, momentum_form, weight_decay, \
-decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
+decoupled_weight_decay, clip_value, clip_norm, multi_precision, \
+scale_learning_rate, preconditioner, device
         As in :class:`GPUSGDClassifier`.
 
     Attributes
@@ -87,7 +94,11 @@ decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
     n_iter_ : int
         Epochs run by the last ``fit`` (1 after ``partial_fit``).
     t_ : float
-        Optimizer steps taken plus one.
+        Samples seen plus one (scikit-learn's ``t_``).
+    batch_size_ : int
+        The batch size the last fit used.
+    preconditioner_ : {'standardize'} or None
+        The preconditioner the last fit used.
     loss_curve_ : list of float
         Mean training loss of every epoch.
     device_ : str
@@ -114,6 +125,7 @@ decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
         "loss": [StrOptions(set(REGRESSION_LOSSES))],
     }
     _is_classifier_estimator = False
+    _coef_is_vector = True
     _passive_aggressive_loss = "epsilon_insensitive"
 
     def __init__(
@@ -217,6 +229,8 @@ decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
         )
 
     def _encode_targets(self, y, xp, dtype, classes, partial, like):
+        name = getattr(dtype, "__name__", str(dtype)).rsplit(".", 1)[-1]
+        check_in_float32_range(y, name, "y")
         targets = xp.astype(to_namespace(y, xp, like), dtype)
         return targets[:, None], None, None
 
@@ -247,31 +261,6 @@ decoupled_weight_decay, clip_value, clip_norm, multi_precision, device
         """
         decision, _ = self._decision(X, "predict")
         return decision[:, 0]
-
-    def score(self, X, y, sample_weight=None):
-        """R^2 on ``(X, y)``, computed in the namespace of ``X``.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Samples.
-        y : array-like of shape (n_samples,)
-            True targets.
-        sample_weight : array-like of shape (n_samples,), optional
-            Sample weights.
-
-        Returns
-        -------
-        score : float
-            Coefficient of determination.
-        """
-        if not is_device_array(X):
-            return super().score(X, y, sample_weight=sample_weight)
-        predicted = self.predict(X)
-        xp = namespace_of(predicted)
-        weights = to_namespace(sample_weight, xp, predicted)
-        target = xp.astype(to_namespace(y, xp, predicted), predicted.dtype)
-        return _r2(xp, predicted, target, weights)
 
 
 def _r2(xp, predicted, target, sample_weight):

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from sklearn import config_context
 from sklearn.datasets import make_classification, make_regression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -60,7 +61,11 @@ def test_output_types_follow_the_input(cupy, classification):
     for method in ("predict", "decision_function", "predict_proba"):
         assert isinstance(getattr(model, method)(X_gpu), cupy.ndarray)
         assert isinstance(getattr(model, method)(X), np.ndarray)
-    assert isinstance(model.score(X_gpu, y_gpu), float)
+    # score is scikit-learn's own: CuPy arrays go through its array-API dispatch
+    with config_context(array_api_dispatch=True):
+        on_gpu_score = model.score(X_gpu, y_gpu)
+    assert isinstance(on_gpu_score, float)
+    assert on_gpu_score == pytest.approx(float((model.predict(X_gpu) == y_gpu).mean()))
     # NumPy in, NumPy out, even when the work ran on the GPU
     host = GPUSGDClassifier(device="cuda", random_state=0, max_iter=3).fit(X, y)
     assert host.device_.startswith("cuda")
@@ -80,13 +85,20 @@ def test_pipeline_and_grid_search_on_cupy(cupy, classification):
     X, y = cupy.asarray(X_host), cupy.asarray(y_host)
     scale = FunctionTransformer(lambda Z: (Z - Z.mean(axis=0)) / Z.std(axis=0))
     pipeline = make_pipeline(scale, GPUSGDClassifier(random_state=0))
-    assert pipeline.fit(X, y).score(X, y) > 0.5
-    # scikit-learn's CV splitters read the labels with NumPy (check_cv -> type_of_target),
-    # which CuPy refuses: the labels stay on the host, X and the training on the GPU
+    with config_context(array_api_dispatch=True):
+        assert pipeline.fit(X, y).score(X, y) > 0.5
+    # scikit-learn's CV splitters and its accuracy read the labels with NumPy (check_cv ->
+    # type_of_target), which CuPy refuses: the labels stay on the host, X and the training
+    # on the GPU, and the score brings each fold's predictions to the host itself
+
+    def host_accuracy(estimator, X_fold, y_fold):
+        return float(np.mean(cupy.asnumpy(estimator.predict(X_fold)) == np.asarray(y_fold)))
+
     search = GridSearchCV(
         GPUSGDClassifier(random_state=0, max_iter=20),
         {"alpha": [1e-4, 1e-2], "batch_size": [64, 256]},
         cv=3,
+        scoring=host_accuracy,
     ).fit(X, y_host)
     assert isinstance(search.best_estimator_.coef_, cupy.ndarray)
     assert search.best_score_ > 0.5
@@ -128,5 +140,22 @@ def test_partial_fit_keeps_state_on_device(cupy, classification):
     assert isinstance(model._state.coef, cupy.ndarray)
     assert isinstance(model._state.coef_buffer, cupy.ndarray)
     np.testing.assert_allclose(cupy.asnumpy(model.coef_), on_cpu.coef_, rtol=1e-5, atol=1e-8)
-    assert abs(model.score(X, y) - on_cpu.score(X_host, y_host)) < 0.01
-    assert model.score(X, y) > 0.3
+    with config_context(array_api_dispatch=True):
+        assert abs(model.score(X, y) - on_cpu.score(X_host, y_host)) < 0.01
+        assert model.score(X, y) > 0.3
+
+
+def test_sparsify_keeps_cupy_coefficients_on_the_gpu(cupy, classification, tmp_path):
+    cupyx_sparse = pytest.importorskip("cupyx.scipy.sparse")
+    X, y = (cupy.asarray(a) for a in classification)
+    model = GPUSGDClassifier(penalty="l1", alpha=1e-3, random_state=0, max_iter=5).fit(X, y)
+    dense = model.coef_.copy()
+    predicted = model.predict(X)
+    model.sparsify()
+    assert cupyx_sparse.isspmatrix_csr(model.coef_)
+    cupy.testing.assert_array_equal(model.predict(X), predicted)
+    restored = pickle.loads(pickle.dumps(model))
+    cupy.testing.assert_array_equal(restored.predict(X), predicted)
+    model.densify()
+    assert isinstance(model.coef_, cupy.ndarray)
+    cupy.testing.assert_array_equal(model.coef_, dense)
