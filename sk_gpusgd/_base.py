@@ -50,7 +50,7 @@ from ._params import (
     input_magnitudes,
     warn_deprecated_parameters,
 )
-from ._precondition import feature_statistics
+from ._precondition import feature_statistics, to_internal
 from ._scaling import auto_batch_size, measure_scaling
 from ._schedules import make_schedule
 from ._sparse_coef import SparseCoefMixin
@@ -161,6 +161,11 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
                     f"Learning rate '{self.learning_rate}' only works with loss '{expected}'."
                 )
 
+    @property
+    def _multinomial(self) -> bool:
+        """Whether this fit trains one softmax model (classifiers with several classes)."""
+        return False
+
     # --------------------------------------------------------------- configs
     def _optimizer_config(self) -> OptimizerConfig:
         penalty = self.penalty
@@ -185,7 +190,7 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
         )
 
     def _engine_config(self, compute_dtype, sparse: bool) -> EngineConfig:
-        loss = make_loss(self.loss, float(self.epsilon))
+        loss = make_loss(self.loss, float(self.epsilon), multinomial=self._multinomial)
         # floats: a huge int power_t would make t**power_t an endless integer power
         schedule = make_schedule(
             self.learning_rate, float(self.eta0), float(self.alpha), float(self.power_t), loss
@@ -289,7 +294,7 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
             self.__dict__.clear()
             self.__dict__.update(before)
             # Python float arithmetic of a schedule raises where C would give inf
-            loss = make_loss(self.loss, float(self.epsilon))
+            loss = make_loss(self.loss, float(self.epsilon), multinomial=self._multinomial)
             weights = options["sample_weight"]
             magnitudes = input_magnitudes(X, weights, getattr(self, "class_weight", None))
             raise DivergenceError(divergence_message(self, loss, magnitudes)) from error
@@ -313,6 +318,15 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
 
         X_train = to_namespace(X, xp)
         compute_dtype = _compute_dtype(xp, X_train)
+        if partial and fitted and compute_dtype != self._state.coef.dtype:
+            # a stream keeps the dtype of its first chunk: later chunks are converted
+            compute_dtype = self._state.coef.dtype
+            if dtype_name(X_train.data if is_sparse(X_train) else X_train) not in HALF_DTYPES:
+                X_train = (
+                    X_train.astype(compute_dtype)
+                    if is_sparse(X_train)
+                    else xp.astype(X_train, compute_dtype)
+                )
         encoded = self._encode_targets(y, xp, compute_dtype, classes, partial, X_train)
         targets, positive_weight, negative_weight = encoded
         if sample_weight is not None:
@@ -427,7 +441,17 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
         """Fresh, warm-started or continued weights and optimizer state."""
         fitted = hasattr(self, "_state")
         if partial and fitted:
-            return self._state.moved_to(xp).copied(xp)
+            state = self._state.moved_to(xp).copied(xp)
+            if self._weights_set_by_user() and not self.average:
+                # scikit-learn continues from coef_ / intercept_ (its averaged runs
+                # from their unaveraged weights), so a user's edit takes effect
+                coef, intercept = self._public_weights(xp, state.coef)
+                if state.preconditioned:
+                    coef, intercept = to_internal(
+                        coef, intercept, state.feature_mean, state.feature_inv_scale
+                    )
+                state.coef, state.intercept = coef, intercept
+            return state
         n_features, n_outputs = shape
         placement = {} if device is None else {"device": device}
         coef = xp.zeros((n_features, n_outputs), dtype=dtype, **placement)
@@ -435,7 +459,8 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
         previous = None
         if coef_init is None and self.warm_start and fitted:
             previous = self._state.moved_to(xp).copied(xp)
-            warm_coef, warm_intercept = previous.model_weights()
+            # the public weights, so that a user's edit of coef_ takes effect
+            warm_coef, warm_intercept = self._public_weights(xp, previous.coef)
             if tuple(warm_coef.shape) != (n_features, n_outputs):
                 raise ValueError(
                     "warm_start=True continues the previous fit, whose weights have "
@@ -454,10 +479,31 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
             )
         state = TrainingState(coef=coef, intercept=intercept)
         if previous is not None and previous.coef.shape == coef.shape:
-            # warm_start keeps the momentum buffers; a plain fit starts them afresh
-            state.coef_buffer = previous.coef_buffer
-            state.intercept_buffer = previous.intercept_buffer
+            # warm_start keeps the momentum buffers (in this fit's dtype); a plain fit
+            # starts them afresh
+            for name in ("coef_buffer", "intercept_buffer"):
+                buffer = getattr(previous, name)
+                setattr(state, name, None if buffer is None else xp.astype(buffer, dtype))
         return state
+
+    def _public_weights(self, xp, like):
+        """``coef_`` / ``intercept_`` in the internal layout (n_features, n_outputs)."""
+        coef = to_namespace(self.coef_, xp, like)
+        intercept = to_namespace(self.intercept_, xp, like)
+        coef = xp.reshape(coef, (-1, 1)) if coef.ndim == 1 else coef.T
+        intercept = xp.reshape(intercept, (-1,))
+        return xp.astype(coef, like.dtype), xp.astype(intercept, like.dtype)
+
+    def _weights_set_by_user(self) -> bool:
+        """Whether ``coef_`` or ``intercept_`` differ from what the last fit published."""
+        published = getattr(self, "_published_weights", None)
+        if published is None:
+            return False
+        for current, stored in zip((self.coef_, self.intercept_), published, strict=True):
+            current = np.asarray(to_namespace(current, np))
+            if current.shape != stored.shape or not np.array_equal(current, stored):
+                return True
+        return False
 
     def _checked_init(self, xp, value, shape, dtype, name, like):
         """A user's ``coef_init`` / ``intercept_init`` in the internal layout, checked."""
@@ -494,6 +540,8 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
         y_host = to_namespace(y, np)
         splitter = self._validation_splitter()
         train_rows, validation_rows = next(splitter.split(np.zeros((y_host.shape[0], 1)), y_host))
+        # the rows keep their order (scikit-learn skips validation rows in place)
+        train_rows, validation_rows = np.sort(train_rows), np.sort(validation_rows)
         if data.sample_weight is not None:
             weights_host = to_namespace(data.sample_weight, np)
             if not np.any(weights_host[validation_rows] > 0):
@@ -538,6 +586,10 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
         self._compute_namespace_name = xp.__name__
         self.coef_, self.intercept_ = self._coef_from_weights(
             to_namespace(coef, out_xp), to_namespace(intercept, out_xp)
+        )
+        # what was published, to notice a user's later edit (in place or by assignment)
+        self._published_weights = tuple(
+            np.array(to_namespace(value, np), copy=True) for value in (self.coef_, self.intercept_)
         )
         self.n_iter_ = report.n_epochs
         self.t_ = float(state.samples_seen + 1)

@@ -239,6 +239,9 @@ def loss_gradient(xp, decision, targets, weights, X_batch, config: EngineConfig)
         derivative = -(step * sign) / schedule.eta0
     else:
         derivative = xp.clip(derivative, -MAX_DLOSS, MAX_DLOSS)
+    if weights is not None and config.loss.joint:
+        # a coupled (softmax) row takes the weight of its true class
+        weights = xp.sum(xp.where(targets > 0, weights, 0.0), axis=1, keepdims=True)
     if weights is not None:
         derivative = derivative * weights
     return column_sums(xp, loss_values), derivative
@@ -596,7 +599,11 @@ def run(
             )
             if not use_stopping_rule or config.tol is None:
                 continue
-            stalled = rule.update(objective if score is None else np.atleast_1d(score))
+            watched = objective if score is None else np.atleast_1d(score)
+            if config.loss.joint:
+                # coupled columns converge together: one rule on their total
+                watched = np.sum(objective) if score is None else np.mean(score)
+            stalled = rule.update(watched)
             newly_stopped = np.zeros(n_outputs, dtype=bool)
             adaptive = None if state.adaptive_eta is None else list(state.adaptive_eta)
             for column in np.flatnonzero(stalled):

@@ -29,12 +29,16 @@ def to_sklearn(estimator):
     Returns
     -------
     sklearn.linear_model.SGDClassifier or sklearn.linear_model.SGDRegressor
-        Every constructor parameter scikit-learn knows is copied (the
+        (``LogisticRegression`` for ``multi_class='multinomial'``, whose
+        softmax probabilities it shares). Every constructor parameter
+        scikit-learn knows is copied (the
         minibatch and optimizer parameters it has no equivalent for are
         dropped); the fitted attributes are NumPy arrays, so ``predict``,
         ``decision_function`` and ``predict_proba`` give this model's values.
     """
     check_is_fitted(estimator)
+    if estimator._multinomial:
+        return _to_logistic_regression(estimator)
     target = SGDClassifier if estimator._is_classifier_estimator else SGDRegressor
     ours = estimator.get_params(deep=False)
     # set_params, not the constructor: scikit-learn validates them only in fit,
@@ -48,6 +52,19 @@ def to_sklearn(estimator):
     for name in _SCALAR_ATTRIBUTES:
         if hasattr(estimator, name):
             setattr(exported, name, getattr(estimator, name))
+    return exported
+
+
+def _to_logistic_regression(estimator):
+    """A softmax model has no SGDClassifier counterpart: LogisticRegression predicts alike."""
+    from sklearn.linear_model import LogisticRegression
+
+    exported = LogisticRegression(fit_intercept=estimator.fit_intercept)
+    for name in _ARRAY_ATTRIBUTES:
+        if hasattr(estimator, name):
+            setattr(exported, name, _host_copy(getattr(estimator, name)))
+    exported.n_features_in_ = estimator.n_features_in_
+    exported.n_iter_ = np.asarray([estimator.n_iter_])
     return exported
 
 

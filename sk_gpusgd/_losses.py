@@ -19,6 +19,8 @@ class Loss:
     # bound on the second derivative in the decision (1 for the piecewise-linear
     # losses: the step that moves a row's margin by one unit)
     curvature = 1.0
+    # the output columns are coupled (one stopping rule for all of them)
+    joint = False
 
     def value_and_derivative(self, xp, decision, target):
         """The loss and its derivative with respect to the decision, elementwise."""
@@ -68,6 +70,34 @@ class LogLoss(Loss):
         value = xp.maximum(-z, 0.0) + xp.log1p(e)
         sigmoid_neg_z = xp.where(z >= 0, e / (1.0 + e), 1.0 / (1.0 + e))
         return value, -target * sigmoid_neg_z
+
+
+@dataclass(frozen=True)
+class Multinomial(Loss):
+    """Softmax cross-entropy over all classes: ``log(sum_k exp(p_k)) - p_y``.
+
+    ``target`` holds the +1/-1 one-vs-rest encoding (+1 in the true class's
+    column). The loss of a row is returned in its true class's column (zeros
+    elsewhere), so that summing over columns gives the total; the derivative
+    is ``softmax(p) - onehot(y)``. The classes are coupled, so the stopping
+    rule watches their sum (``joint``).
+    """
+
+    curvature = 0.5
+    joint = True
+
+    def value_and_derivative(self, xp, decision, target):
+        onehot = (target + 1.0) * 0.5
+        shifted = decision - xp.max(decision, axis=1, keepdims=True)
+        exponentials = xp.exp(shifted)
+        total = xp.sum(exponentials, axis=1, keepdims=True)
+        log_total = xp.log(total)
+        row_loss = log_total - xp.sum(shifted * onehot, axis=1, keepdims=True)
+        return row_loss * onehot, exponentials / total - onehot
+
+    def derivative_scalar(self, decision: float, target: float) -> float:
+        """The binary log loss' derivative: the 'optimal' schedule's heuristic start."""
+        return LogLoss("log_loss").derivative_scalar(decision, target)
 
 
 @dataclass(frozen=True)
@@ -158,8 +188,10 @@ REGRESSION_LOSSES = (
 )
 
 
-def make_loss(name: str, epsilon: float) -> Loss:
+def make_loss(name: str, epsilon: float, multinomial: bool = False) -> Loss:
     """Turn a loss name into its object, once per fit."""
+    if multinomial:
+        return Multinomial("log_loss")
     factories = {
         "hinge": lambda: Hinge(name, 1.0),
         "perceptron": lambda: Hinge(name, 0.0),

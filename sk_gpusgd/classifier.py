@@ -173,6 +173,14 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         copy of ``X`` (each batch is converted as it is used); decision values
         are computed in float32. False converts such ``X`` to float32 first.
         Sparse input is float32 or float64 (scipy and cupyx have no float16).
+    multi_class : {'ovr', 'multinomial'}, default='ovr'
+        'ovr' is scikit-learn's one-vs-rest: one binary problem per class,
+        each stopping on its own, probabilities normalised across them.
+        'multinomial' (with loss='log_loss' and more than two classes) trains
+        one softmax model, multinomial logistic regression, over all classes
+        with the same single product per batch; ``predict_proba`` is the
+        softmax, its rows sum to one, and the stopping rule watches the total
+        loss. With two classes both are the binary logistic model.
     scale_learning_rate : bool, default=True
         True: the schedule's rate is scikit-learn's per-sample rate, and a step
         over ``m`` rows takes ``m`` times it on the batch-mean gradient (the
@@ -240,6 +248,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         "loss": [StrOptions(set(CLASSIFICATION_LOSSES + REGRESSION_LOSSES))],
         "n_jobs": [Integral, None],
         "class_weight": [StrOptions({"balanced"}), dict, None],
+        "multi_class": [StrOptions({"ovr", "multinomial"})],
     }
     _is_classifier_estimator = True
     _passive_aggressive_loss = "hinge"
@@ -278,6 +287,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         clip_value=None,
         clip_norm=None,
         multi_precision=True,
+        multi_class="ovr",
         scale_learning_rate=True,
         preconditioner="auto",
         device="auto",
@@ -358,6 +368,20 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
             partial=True,
         )
 
+    @property
+    def _multinomial(self) -> bool:
+        """A softmax model: multi_class='multinomial' with more than two classes."""
+        classes = getattr(self, "classes_", None)
+        return self.multi_class == "multinomial" and classes is not None and len(classes) > 2
+
+    def _more_validate_params(self, for_partial_fit: bool = False) -> None:
+        super()._more_validate_params(for_partial_fit)
+        if self.multi_class == "multinomial" and self.loss != "log_loss":
+            raise ValueError(
+                "multi_class='multinomial' trains a softmax (multinomial logistic) model "
+                f"and needs loss='log_loss'; got loss={self.loss!r}."
+            )
+
     # ------------------------------------------------------- label handling
     def _encode_targets(self, y, xp, dtype, classes, partial, like):
         """+1/-1 one-vs-rest targets in ``xp``, and the class-weight vectors."""
@@ -436,14 +460,23 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
             test_size=self.validation_fraction, random_state=self.random_state
         )
 
-    @staticmethod
-    def _validation_score(xp, decision, targets, sample_weight):
-        """Accuracy of the decision on +1/-1 encoded targets."""
-        if decision.shape[1] == 1:
-            correct = (decision[:, 0] > 0) == (targets[:, 0] > 0)
-        else:
+    def _validation_score(self, xp, decision, targets, sample_weight):
+        """Validation accuracy of each one-vs-rest problem, as scikit-learn scores each.
+
+        One value per output column: the weighted share of rows whose decision
+        has the sign of their +1/-1 target (binary problems have one column).
+        With the multinomial loss, one value for all columns: the accuracy of
+        the predicted class.
+        """
+        if self._multinomial:
             correct = xp.argmax(decision, axis=1) == xp.argmax(targets, axis=1)
-        return _accuracy(xp, xp.astype(correct, decision.dtype), sample_weight)
+            return _accuracy(xp, xp.astype(correct, decision.dtype), sample_weight)
+        correct = xp.astype((decision > 0) == (targets > 0), decision.dtype)
+        if sample_weight is None:
+            per_column = xp.mean(correct, axis=0)
+        else:
+            per_column = (sample_weight @ correct) / xp.sum(sample_weight)
+        return np.asarray(to_namespace(per_column, np), dtype=np.float64)
 
     # ------------------------------------------------------------ predicting
     def decision_function(self, X):
@@ -493,7 +526,8 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         Binary problems use the sigmoid of the decision ('log_loss') or
         ``(clip(decision, -1, 1) + 1) / 2`` ('modified_huber'); with several
         classes the one-vs-rest probabilities are normalised to sum to one, as
-        scikit-learn does.
+        scikit-learn does, and a ``multi_class='multinomial'`` model gives the
+        softmax of its decisions.
 
         Parameters
         ----------
@@ -506,6 +540,9 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
             In the namespace of ``X``.
         """
         decision, xp = self._decision(X, "predict_proba")
+        if self._multinomial:
+            exponentials = xp.exp(decision - xp.max(decision, axis=1, keepdims=True))
+            return exponentials / xp.sum(exponentials, axis=1, keepdims=True)
         if self.loss == "log_loss":
             positive = _sigmoid(xp, decision)
         else:

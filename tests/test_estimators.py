@@ -241,3 +241,60 @@ def test_adaptive_rate_keeps_training_after_plateaus(iris):
 def test_n_jobs_is_accepted():
     X, y = load_iris(return_X_y=True)
     assert GPUSGDClassifier(n_jobs=4).fit(X, y).get_params()["n_jobs"] == 4
+
+
+@pytest.mark.parametrize("estimator_class", ["classifier", "regressor"])
+def test_partial_fit_and_warm_start_continue_from_a_user_set_coef(iris, estimator_class):
+    # scikit-learn continues from coef_ / intercept_: an edit made between calls counts
+    from sklearn.linear_model import SGDClassifier, SGDRegressor
+
+    from sk_gpusgd import GPUSGDRegressor
+
+    X, y = iris
+    ours_class, their_class = (
+        (GPUSGDClassifier, SGDClassifier)
+        if estimator_class == "classifier"
+        else (GPUSGDRegressor, SGDRegressor)
+    )
+    params = dict(batch_size=1, shuffle=False, random_state=0)
+    their_params = dict(shuffle=False, random_state=0)
+    ours = ours_class(**params).partial_fit(
+        X, y, **({"classes": [0, 1, 2]} if estimator_class == "classifier" else {})
+    )
+    theirs = their_class(**their_params).partial_fit(
+        X, y, **({"classes": [0, 1, 2]} if estimator_class == "classifier" else {})
+    )
+    ours.coef_ = ours.coef_ * 0.5
+    theirs.coef_ = theirs.coef_ * 0.5
+    ours.intercept_[...] = 1.0
+    theirs.intercept_[...] = 1.0
+    ours.partial_fit(X, y)
+    theirs.partial_fit(X, y)
+    np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=1e-9, atol=1e-12)
+    # warm_start, too
+    common = dict(warm_start=True, max_iter=2, tol=None)
+    ours.set_params(**common)
+    theirs.set_params(**common)
+    ours.coef_ = np.zeros_like(ours.coef_)
+    theirs.coef_ = np.zeros_like(theirs.coef_)
+    ours.fit(X, y)
+    theirs.fit(X, y)
+    np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("continue_with", ["partial_fit", "warm_start"])
+def test_dtype_never_drifts(iris, continue_with):
+    X, y = iris
+    X32 = X.astype(np.float32)
+    model = GPUSGDClassifier(momentum=0.9, random_state=0, max_iter=3, tol=None)
+    if continue_with == "partial_fit":
+        model.partial_fit(X32, y, classes=[0, 1, 2])
+        model.partial_fit(X.astype(np.float64), y)
+        expected = np.float32
+    else:
+        model.set_params(warm_start=True).fit(X, y)
+        model.fit(X32, y)
+        expected = np.float32
+    assert model.coef_.dtype == expected and model.intercept_.dtype == expected
+    assert model._state.coef_buffer.dtype == expected

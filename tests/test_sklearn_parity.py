@@ -134,3 +134,108 @@ def test_partial_fit_continues_like_sklearn(iris):
         ours.partial_fit(X[chunk], y[chunk], classes=np.unique(y))
     np.testing.assert_allclose(ours.coef_, reference.coef_, rtol=1e-9, atol=1e-9)
     assert ours.t_ == reference.t_
+
+
+@pytest.mark.parametrize("learning_rate", ["optimal", "invscaling", "constant"])
+def test_squared_hinge_follows_sklearns_derivative_clip(iris, learning_rate):
+    # squared_hinge's derivative explodes with a large early rate; scikit-learn clips it
+    # at 1e12 per sample, and so must we to stay on its trajectory
+    X, y = iris
+    reference, ours = _fit_both(
+        SGDClassifier,
+        GPUSGDClassifier,
+        X,
+        y,
+        loss="squared_hinge",
+        learning_rate=learning_rate,
+        eta0=10.0,
+        alpha=1e-6,
+    )
+    assert np.all(np.isfinite(reference.coef_))
+    np.testing.assert_allclose(
+        ours.coef_, reference.coef_, rtol=1e-9, atol=1e-9 * np.abs(reference.coef_).max()
+    )
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(learning_rate="constant", eta0=1.0, alpha=3.0),
+        dict(learning_rate="optimal", alpha=1e5),
+        dict(learning_rate="constant", eta0=0.5, alpha=10.0, penalty="elasticnet"),
+    ],
+    ids=["eta-alpha-above-one", "huge-alpha", "elasticnet"],
+)
+def test_overwhelming_l2_shrink_is_clamped_like_sklearn(iris, params):
+    # scikit-learn scales the weights by max(0, 1 - eta alpha): never past zero
+    X, y = iris
+    reference, ours = _fit_both(SGDClassifier, GPUSGDClassifier, X, y, **params)
+    assert np.abs(reference.coef_).max() < 10
+    np.testing.assert_allclose(ours.coef_, reference.coef_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ours.intercept_, reference.intercept_, rtol=1e-9, atol=1e-12)
+
+
+def _binary_cancer():
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+@pytest.mark.parametrize("problem", ["binary", "multiclass"])
+@pytest.mark.parametrize(
+    "loss, early_stopping",
+    # (log_loss with early stopping would need penalty=None, below, whose growing
+    # weights make the trajectory chaotic: rounding decides the stopping epoch)
+    [("hinge", False), ("log_loss", False), ("hinge", True)],
+    ids=["hinge-objective", "log_loss-objective", "hinge-validation"],
+)
+def test_stopping_rule_stops_at_sklearns_epoch(iris, problem, early_stopping, loss):
+    """tol / n_iter_no_change at batch_size=1: the same epoch, the same weights.
+
+    scikit-learn stops each one-vs-rest problem on its own; n_iter_ is the last
+    to stop. (shuffle=False: scikit-learn shuffles each problem with its own seed.)
+    """
+    X, y = _binary_cancer() if problem == "binary" else iris
+    # scikit-learn scores the validation rows with its stored weights before their
+    # L2 scale is applied; without a penalty the scale stays 1 and the scores agree
+    penalty = None if early_stopping else "l2"
+    common = dict(
+        penalty=penalty,
+        loss=loss,
+        shuffle=False,
+        tol=1e-3,
+        n_iter_no_change=3,
+        max_iter=200,
+        early_stopping=early_stopping,
+        random_state=0,
+        # enough regularisation that the trajectory is not chaotic: rounding
+        # differences must not grow into a different stopping epoch
+        alpha=1e-3,
+    )
+    reference = SGDClassifier(**common).fit(X, y)
+    ours = GPUSGDClassifier(batch_size=1, **common).fit(X, y)
+    assert reference.n_iter_ < common["max_iter"]
+    assert ours.n_iter_ == reference.n_iter_
+    np.testing.assert_allclose(ours.coef_, reference.coef_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(ours.intercept_, reference.intercept_, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("learning_rate", ["invscaling", "constant"])
+@pytest.mark.parametrize("tol", [1e-3, 1e-1])
+def test_regressor_stopping_rule_stops_at_sklearns_epoch(diabetes, learning_rate, tol):
+    X, y = diabetes
+    common = dict(
+        shuffle=False,
+        tol=tol,
+        n_iter_no_change=3,
+        max_iter=200,
+        random_state=0,
+        learning_rate=learning_rate,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reference = SGDRegressor(**common).fit(X, y)
+        ours = GPUSGDRegressor(batch_size=1, **common).fit(X, y)
+    assert ours.n_iter_ == reference.n_iter_
+    np.testing.assert_allclose(ours.coef_, reference.coef_, rtol=1e-8, atol=1e-10)
