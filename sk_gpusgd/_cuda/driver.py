@@ -201,7 +201,11 @@ def run(
             if not use_stopping_rule or config.tol is None:
                 continue
             # the reference engine's per-column rule: stop a column, or divide its rate
-            stalled = rule.update(objective if score is None else np.atleast_1d(score))
+            watched = objective if score is None else np.atleast_1d(score)
+            if getattr(config.loss, "joint", False):
+                # coupled columns converge together: one rule on their total
+                watched = np.sum(objective) if score is None else np.mean(score)
+            stalled = rule.update(watched)
             newly_stopped = np.zeros(n_outputs, dtype=bool)
             adaptive = None if state.adaptive_eta is None else list(state.adaptive_eta)
             for column in np.flatnonzero(stalled):

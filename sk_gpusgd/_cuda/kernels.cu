@@ -59,6 +59,7 @@
 #define CFG_CURVATURE 25      // the loss' curvature bound (see step_rate)
 #define CFG_CLIP_DLOSS 26     // bound on |dloss| per sample; 0: off
 #define CFG_WITH_PENALTY 27   // 1: the epoch objective adds each step's penalty (per column)
+#define CFG_MULTINOMIAL 28    // 1: softmax cross-entropy over the columns (dense X only)
 #define CFG_SIZE 32
 
 // ---- ctx: device-resident loop state ----------------------------------------------------
@@ -355,6 +356,34 @@ __device__ __forceinline__ T row_derivative(const double* cfg, T p, T y, T norm2
     return v;
 }
 
+// One row of the multinomial (softmax cross-entropy) loss, in place: decisions p in, the
+// row's loss out in its true class's column (zeros elsewhere); g = (softmax(p) - onehot),
+// bounded like every derivative, times the true class's weight and the batch mean.
+template <typename T>
+__device__ void softmax_row(const double* cfg, T* p, const T* y, T* g, int k, index_t row,
+                            const T* sample_weight, const T* positive_weight,
+                            const T* negative_weight, const T* active, T inv_rows) {
+    T top = p[0];
+    for (int c = 1; c < k; ++c) top = larger(top, p[c]);
+    T total = T(0), true_shifted = T(0), weight = T(1);
+    for (int c = 0; c < k; ++c) {
+        total += exp(p[c] - top);
+        if (y[c] > T(0)) {
+            true_shifted = p[c] - top;
+            if (positive_weight != nullptr) weight = positive_weight[c];
+        }
+    }
+    if (sample_weight != nullptr) weight = weight * sample_weight[row];
+    const T log_total = log(total), bound = (T)cfg[CFG_CLIP_DLOSS];
+    for (int c = 0; c < k; ++c) {
+        const T onehot = y[c] > T(0) ? T(1) : T(0);
+        T dl = exp(p[c] - top) / total - onehot;
+        if (bound > T(0)) dl = smaller(larger(dl, -bound), bound);
+        g[c] = active[c] != T(0) ? dl * weight * inv_rows : T(0);
+        p[c] = (log_total - true_shifted) * onehot;
+    }
+}
+
 // ---- kernels ------------------------------------------------------------------------------
 
 // One block per `rows` rows of the batch: gather the rows (in epoch order; centred and
@@ -431,15 +460,26 @@ __global__ void sgd_forward(const TX* __restrict__ X, const T* __restrict__ Y,
     __syncthreads();
 
     const T inv_rows = n_rows > 0 ? (T)(1.0 / n_rows) : T(0);
+    const bool multinomial = cfg[CFG_MULTINOMIAL] != 0.0;
     for (int pair = tid; pair < pairs; pair += threads) {
         const int r = pair / k, c = pair - r * k;
         T p = T(0);
         for (int s = 0; s < slices; ++s) p += dot[pair * slices + s];
         p += b[c];
+        if (multinomial) {  // the row's softmax needs every column's decision first
+            value[pair] = p;
+            continue;
+        }
         T dl;
         value[pair] = row_derivative(cfg, p, target[pair], norm2[r], c, sample[r], sample_weight,
                                      positive_weight, negative_weight, &dl);
         g[pair] = active[c] != T(0) ? dl * inv_rows : T(0);
+    }
+    if (multinomial) {
+        __syncthreads();
+        for (int r = tid; r < mine; r += threads)
+            softmax_row(cfg, value + r * k, target + r * k, g + r * k, k, sample[r],
+                        sample_weight, positive_weight, negative_weight, active, inv_rows);
     }
     __syncthreads();
 

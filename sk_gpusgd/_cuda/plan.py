@@ -121,6 +121,8 @@ def sparse_fused_reason(data, config) -> str | None:
     """Why a CSR fit cannot run on the sparse kernels (None when it can)."""
     if config.schedule.kind == "adaptive":
         return "the adaptive rate on sparse X (one weight scale per column) is not fused"
+    if getattr(config.loss, "joint", False):
+        return "the multinomial loss on sparse X is not fused"
     if dtype_name(data.X.data) != dtype_name(data.targets):
         return "sparse X values must have the compute dtype"
     if data.X.nnz >= 2**31 or data.X.shape[1] >= 2**31:
@@ -173,4 +175,5 @@ def config_vector(config, n_samples: int, shuffle_mode: int, seed: int) -> np.nd
     put("CFG_CURVATURE", loss.curvature)
     put("CFG_CLIP_DLOSS", MAX_DLOSS)
     put("CFG_WITH_PENALTY", EpochTotals(config).with_penalty)
+    put("CFG_MULTINOMIAL", getattr(loss, "joint", False))
     return cfg

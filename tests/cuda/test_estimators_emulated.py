@@ -70,6 +70,7 @@ CLASSIFIERS = {
         "l1_ratio": 0.5,
         "average": 50,
     },
+    "multinomial": {"loss": "log_loss", "multi_class": "multinomial", "tol": 1e-3, "max_iter": 30},
     "adaptive-per-column": {"learning_rate": "adaptive", "eta0": 0.1, "tol": 1e-2, "max_iter": 30},
     "log-nesterov": {"loss": "log_loss", "momentum": 0.9, "nesterov": True, "batch_size": 16},
     "balanced-average": {"class_weight": "balanced", "average": 10},

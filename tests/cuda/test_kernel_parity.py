@@ -349,3 +349,50 @@ def test_sparse_stopping_rule_and_step_rate(emulated, optimizer):
         loss="log_loss", tol=1e-3, n_iter_no_change=2, optimizer=optimizer, scaling=_scaling(data)
     )
     assert_same_training(*train_both(data, config, epochs=20, backend=emulated))
+
+
+def _multinomial_config(**options):
+    from dataclasses import replace
+
+    from sk_gpusgd._losses import make_loss
+
+    config = make_config(loss="log_loss", **options)
+    return replace(config, loss=make_loss("log_loss", 0.1, multinomial=True))
+
+
+def _one_class_per_row(k, **weights):
+    X, Y = make_problem(k=k)
+    labels = np.argmax(X[:, :k] + 0.3 * np.random.default_rng(4).standard_normal((37, k)), axis=1)
+    Y = np.where(np.arange(k)[None, :] == labels[:, None], 1.0, -1.0)
+    return TrainingData(X=X, targets=Y, **weights)
+
+
+@pytest.mark.parametrize("k", [3, 10])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"optimizer": {"momentum": 0.9, "l2": 1e-3}}, {"schedule": "optimal", "average_start": 9}],
+    ids=["plain", "momentum", "optimal-average"],
+)
+def test_multinomial_softmax(emulated, k, options):
+    config = _multinomial_config(**options)
+    assert_same_training(*train_both(_one_class_per_row(k), config, backend=emulated))
+
+
+def test_multinomial_weights_and_joint_stopping(emulated):
+    rng = np.random.default_rng(5)
+    data = _one_class_per_row(
+        4,
+        sample_weight=rng.uniform(0.2, 2.0, 37),
+        positive_weight=np.array([1.0, 2.0, 0.5, 1.5]),
+        negative_weight=np.ones(4),
+    )
+    config = _multinomial_config(tol=1e-2, n_iter_no_change=2, optimizer={"l2": 1e-2})
+    reference, kernels = train_both(data, config, epochs=30, backend=emulated)
+    assert reference[1].converged
+    assert_same_training(reference, kernels)
+
+
+def test_sparse_multinomial_falls_back():
+    from sk_gpusgd._cuda import driver
+
+    assert "multinomial" in driver.fused_reason(np, _sparse_data(3), _multinomial_config())

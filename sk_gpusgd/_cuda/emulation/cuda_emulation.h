@@ -41,6 +41,7 @@ inline dim3 blockDim, gridDim;
 #define __forceinline__ inline
 
 using std::exp;
+using std::log;
 using std::log1p;
 using std::pow;
 using std::sqrt;
