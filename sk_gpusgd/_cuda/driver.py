@@ -14,13 +14,13 @@ positions (no memory, no per-epoch work), so CuPy's row order differs from NumPy
 epoch by the reference engine's permutation source (the emulated backend's default, so
 that it reproduces the reference engine's row order exactly).
 
-Fused: every loss, the passive-aggressive rates, every schedule at scikit-learn's sample
-clock with the batch step-rate rule (adaptive: one rate per column in device memory,
-changed by the host between epochs), sample and class weights, coupled L2 and decoupled
-decay, momentum, dampening and Nesterov in both forms, clipping by value and by global
-norm (the update then runs as one block), cumulative L1, averaging, diagonal
-preconditioning, per-column stopping, float32 and float64, float16 / bfloat16 X with
-float32 master weights, any number of outputs.
+Fused: every loss (the multinomial softmax too, on dense X), the passive-aggressive
+rates, every schedule at scikit-learn's sample clock with the batch step-rate rule
+(adaptive: one rate per column in device memory, changed by the host between epochs),
+sample and class weights, coupled L2 and decoupled decay, momentum, dampening and
+Nesterov in both forms, clipping by value and by global norm (the update then runs as one
+block), cumulative L1, averaging, diagonal preconditioning, per-column stopping, float32
+and float64, float16 / bfloat16 X with float32 master weights, any number of outputs.
 
 Sparse CSR X runs on its own kernels (:class:`SparseFusedFit`): two launches per step
 (three once averaging has begun) and the reference engine's lazy updates (weight scale,
@@ -31,8 +31,8 @@ Not fused, and trained by the reference engine instead (same results, slower);
 
 - a dense row too wide for one block's shared memory (more than about 12,000 float32
   features, 6,000 float64), or too many outputs for it;
-- sparse X with the adaptive rate, whose values are not in the compute dtype, or too
-  large for 32-bit indices;
+- sparse X with the adaptive rate or the multinomial loss, whose values are not in the
+  compute dtype, or too large for 32-bit indices;
 - any namespace other than CuPy (NumPy too, unless ``SK_GPUSGD_CUDA_EMULATE=1`` asks for
   the CPU emulation of the kernels, which the tests use).
 """
