@@ -1,6 +1,18 @@
 """Quickstart: GPUSGDClassifier as a drop-in for scikit-learn's SGDClassifier.
 
-Runs on the GPU when CuPy and a CUDA device are present, on the CPU otherwise.
+Runs on the GPU when CuPy and a CUDA device are present and the data is large
+enough to pay for it, on the CPU otherwise. What it prints, line by line:
+
+1. scikit-learn's SGDClassifier and ours, both with their defaults, on the
+   digits (1,347 training rows): held-out accuracy, epochs and fit time. Ours
+   trains on minibatches (``batch_size_``, chosen per fit: 84 rows here) with
+   scikit-learn's per-sample rates scaled to the batch, so it needs fewer
+   epochs; at this size both fits take a few hundredths of a second, and the
+   timing mostly shows fixed costs. The speed difference shows from tens of
+   thousands of rows (see the README's speed table).
+2. The same model with Nesterov momentum and the log loss, in PyTorch's terms
+   (``scale_learning_rate=False``: the rate multiplies the batch-mean gradient).
+3. The class probabilities of one test digit.
 """
 
 # %%
@@ -26,9 +38,10 @@ for estimator in (SGDClassifier(random_state=0), GPUSGDClassifier(random_state=0
     seconds = time.perf_counter() - started
     sgd = model[-1]
     where = getattr(sgd, "device_", "cpu")
+    batch = f", batch_size_={sgd.batch_size_}" if hasattr(sgd, "batch_size_") else ""
     print(
         f"{type(sgd).__name__:>17}: held-out accuracy {model.score(X_test, y_test):.3f}, "
-        f"{sgd.n_iter_} epochs, {seconds:.2f} s on {where}"
+        f"{sgd.n_iter_} epochs{batch}, {seconds:.2f} s on {where}"
     )
 
 # %%
@@ -42,6 +55,7 @@ nesterov = make_pipeline(
         momentum=0.9,
         nesterov=True,
         batch_size=64,
+        scale_learning_rate=False,
         random_state=0,
     ),
 ).fit(X_train, y_train)

@@ -365,7 +365,11 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
                 mean, inv_scale = feature_statistics(xp, data.X, compute_dtype)
                 state.precondition(mean, inv_scale)
             state.scaling = measure_scaling(
-                data.X, bool(self.fit_intercept), state.feature_mean, state.feature_inv_scale
+                data.X,
+                bool(self.fit_intercept),
+                state.feature_mean,
+                state.feature_inv_scale,
+                intercept_scale=config.intercept_scale,
             )
         config = replace(
             config,

@@ -94,13 +94,22 @@ def _sampled_rows(X):
     return X[::stride] if stride > 1 else X
 
 
-def measure_scaling(X, fit_intercept: bool, mean=None, inv_scale=None) -> BatchScaling:
-    """``beta`` and ``lam`` of the rows of X; no gain (1) where they overflow."""
+def measure_scaling(
+    X, fit_intercept: bool, mean=None, inv_scale=None, intercept_scale: float = 1.0
+) -> BatchScaling:
+    """``beta`` and ``lam`` of the rows of X; no gain (1) where they overflow.
+
+    The intercept is a constant feature whose step is multiplied by
+    ``intercept_scale`` (0.01 on sparse X, as scikit-learn damps it): a
+    diagonal preconditioner, so it counts as a feature of value
+    ``sqrt(intercept_scale)``.
+    """
+    intercept = math.sqrt(intercept_scale) if fit_intercept else 0.0
     with np.errstate(all="ignore"):
-        return _measure_scaling(X, fit_intercept, mean, inv_scale)
+        return _measure_scaling(X, intercept, mean, inv_scale)
 
 
-def _measure_scaling(X, fit_intercept: bool, mean=None, inv_scale=None) -> BatchScaling:
+def _measure_scaling(X, intercept: float, mean=None, inv_scale=None) -> BatchScaling:
     """``beta`` and ``lam`` of the rows of X (dense or CSR, any namespace).
 
     With ``mean`` and ``inv_scale`` (preconditioning), of the rows
@@ -124,13 +133,12 @@ def _measure_scaling(X, fit_intercept: bool, mean=None, inv_scale=None) -> Batch
     n_rows = rows.shape[0]
     if n_rows == 0:
         return BatchScaling(1.0, 1.0)
-    intercept = 1.0 if fit_intercept else 0.0
     squared_norms = (
         np.asarray(rows.multiply(rows).sum(axis=1)).ravel()
         if is_sparse(rows)
         else (np.einsum("ij,ij->i", rows, rows))
     )
-    beta = float(np.mean(squared_norms)) + intercept
+    beta = float(np.mean(squared_norms)) + intercept * intercept
 
     def second_moment_times(vector):
         # E[x x^T] v for x = [row, 1]: one product with the rows and one with their transpose

@@ -239,3 +239,34 @@ def test_regressor_stopping_rule_stops_at_sklearns_epoch(diabetes, learning_rate
         ours = GPUSGDRegressor(batch_size=1, **common).fit(X, y)
     assert ours.n_iter_ == reference.n_iter_
     np.testing.assert_allclose(ours.coef_, reference.coef_, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("learning_rate", ["pa1", "pa2"])
+def test_passive_aggressive_batch_step_sums_the_per_sample_steps(iris, learning_rate):
+    """A batch takes the sum of its rows' PA steps (not their mean), from the same weights.
+
+    From w = 0, b = 0 every hinge loss is 1, so the PA-I step of row i is
+    min(C, 1 / ||x_i||^2) and the PA-II step 1 / (||x_i||^2 + 1 / (2 C)); the
+    batch moves w by the sum of step_i * y_i * x_i (within the batch's
+    curvature cap, which a small C keeps clear of).
+    """
+    X, y = iris
+    binary = y > 0
+    X, y = X[:16], np.where(binary[:16], 1.0, -1.0)
+    y[::2] *= -1  # both classes in the batch
+    C = 0.01
+    model = GPUSGDClassifier(
+        loss="hinge",
+        learning_rate=learning_rate,
+        eta0=C,
+        penalty=None,
+        batch_size=16,
+        shuffle=False,
+        fit_intercept=False,
+        max_iter=1,
+        tol=None,
+    ).partial_fit(X, (y > 0).astype(int), classes=[0, 1])
+    norms = np.sum(X * X, axis=1)
+    steps = np.minimum(C, 1.0 / norms) if learning_rate == "pa1" else 1.0 / (norms + 0.5 / C)
+    expected = (steps * y) @ X
+    np.testing.assert_allclose(model.coef_.ravel(), expected, rtol=1e-10, atol=1e-12)
