@@ -145,6 +145,7 @@ class FusedFit:
         self.initial_steps = state.steps
         ctx[kernel_constant("CTX_MOMENTUM_STARTED")] = self.started_before
         ctx[kernel_constant("CTX_SCALE")] = 1.0
+        ctx[kernel_constant("CTX_NORMS_STALE")] = 1.0
         self.ctx = xp.asarray(ctx)
 
         self.steps_per_epoch = -(-self.n // config.batch_size)

@@ -79,6 +79,7 @@
 #define CTX_STEP_INDEX 15     // this step's number (its parity picks the L1 totals' row)
 #define CTX_STEP_OLD_SCALE 16 // sparse: the scale before this step
 #define CTX_STEP_FOLD_SCALE 18  // sparse with averaging: the scale W is multiplied by
+#define CTX_NORMS_STALE 19    // sparse: 1 when every weight changed (recompute the norms)
 #define CTX_SIZE 24
 
 // ---- per output column state (doubles), column_state[FIELD * k + c] ---------------------
@@ -87,7 +88,9 @@
                               // [step parity], written [next parity] (no read-write race)
 #define COLUMN_LOSS 3         // the epoch's summed loss
 #define COLUMN_PENALTY 4      // the epoch's summed n_rows * penalty(weights before the step)
-#define COLUMN_FIELDS 5
+#define COLUMN_NORM_SQUARES 5 // sparse: sum of stored W^2 and |W| per column, kept up to date
+#define COLUMN_NORM_ABSOLUTE 6  // by the touched columns' changes (CTX_NORMS_STALE: recompute)
+#define COLUMN_FIELDS 7
 
 // summary written by sgd_end_epoch: per column loss, penalty, L1 total; probe and clock
 #define SUMMARY_LOSS 0
@@ -354,6 +357,38 @@ __device__ __forceinline__ T row_derivative(const double* cfg, T p, T y, T norm2
     if (positive_weight != nullptr) *dl = *dl * (y > T(0) ? positive_weight[c] : negative_weight[c]);
     if (sample_weight != nullptr) *dl = *dl * sample_weight[row];
     return v;
+}
+
+// Sparse: each column's penalty of scale * W before the step, times the step's rows, from
+// norms of the stored W kept up to date by sgd_sparse_update (O(k) a step); recomputed,
+// O(d k), only when every weight changed (epoch start, renormalisation, averaging).
+template <typename T>
+__device__ void sparse_step_penalty(const T* W, double* ctx, int d, int k, int n_rows,
+                                    const double* cfg, double* column_state, double* scratch) {
+    if (ctx[CTX_NORMS_STALE] != 0.0) {
+        for (int c = 0; c < k; ++c) {
+            double squares = 0.0, sum_abs = 0.0;
+            for (int j = threadIdx.x; j < d; j += blockDim.x) {
+                const double w = (double)W[(index_t)j * k + c];
+                squares += w * w;
+                sum_abs += w < 0.0 ? -w : w;
+            }
+            squares = block_sum(squares, scratch);
+            sum_abs = block_sum(sum_abs, scratch);
+            if (threadIdx.x == 0) {
+                column_state[COLUMN_NORM_SQUARES * k + c] = squares;
+                column_state[COLUMN_NORM_ABSOLUTE * k + c] = sum_abs;
+            }
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) ctx[CTX_NORMS_STALE] = 0.0;
+    }
+    if (threadIdx.x != 0 || n_rows <= 0) return;
+    const double scale = ctx[CTX_SCALE], l2 = cfg[CFG_L2], l1 = cfg[CFG_L1];
+    for (int c = 0; c < k; ++c)
+        column_state[COLUMN_PENALTY * k + c] +=
+            n_rows * (0.5 * l2 * scale * scale * column_state[COLUMN_NORM_SQUARES * k + c] +
+                      l1 * scale * column_state[COLUMN_NORM_ABSOLUTE * k + c]);
 }
 
 // One row of the multinomial (softmax cross-entropy) loss, in place: decisions p in, the
@@ -643,6 +678,7 @@ __global__ void sgd_end_epoch(const T* __restrict__ W, const T* __restrict__ b,
     ctx[CTX_CURSOR] = 0.0;
     ctx[CTX_EPOCH] += 1.0;
     ctx[CTX_SCALE] = 1.0;  // sgd_sparse_fold has folded it into W
+    ctx[CTX_NORMS_STALE] = 1.0;
 }
 
 // The epoch's row order as the kernels see it (tests, and the reference engine's twin).
@@ -708,8 +744,8 @@ __global__ void sgd_sparse_forward(const int* __restrict__ indptr, const int* __
     const index_t batch = (index_t)cfg[CFG_BATCH_SIZE];
     const int n_rows = (int)(cursor >= n ? 0 : (n - cursor < batch ? n - cursor : batch));
     if ((int)blockIdx.x == blocks) {  // the penalty block: the stored weights times the scale
-        add_step_penalty(W, (const T*)nullptr, ctx[CTX_SCALE], d, k, n_rows, cfg, column_state,
-                         reinterpret_cast<double*>(smem));
+        sparse_step_penalty(W, ctx, d, k, n_rows, cfg, column_state,
+                            reinterpret_cast<double*>(smem));
         return;
     }
     index_t* sample = reinterpret_cast<index_t*>(smem);
@@ -791,6 +827,7 @@ __global__ void sgd_sparse_update(T* __restrict__ W, T* __restrict__ b, T* __res
     const double stored_scale = new_scale < SPARSE_MIN_SCALE ? 1.0 : new_scale;
     const double* l1_now = column_state + (COLUMN_L1_TOTAL + (step & 1)) * k;
     const bool l1 = cfg[CFG_L1] != 0.0;
+    const bool track_norms = cfg[CFG_WITH_PENALTY] != 0.0;
     const double clip_norm = cfg[CFG_CLIP_NORM];
     T norm_scale = T(1);
     if (clip_norm > 0.0) {  // one block: the joint norm of the touched and intercept gradients
@@ -836,7 +873,15 @@ __global__ void sgd_sparse_update(T* __restrict__ W, T* __restrict__ b, T* __res
             }
         }
         if (l1) w = l1_caught_up(w, new_total, &l1_applied[at]);
-        W[at] = w / (T)stored_scale;
+        const T stored = w / (T)stored_scale;
+        if (track_norms) {  // the column's norms follow its change (atomics: any order)
+            const T before = W[at];
+            atomicAdd(&column_state[COLUMN_NORM_SQUARES * k + c],
+                      (double)stored * (double)stored - (double)before * (double)before);
+            atomicAdd(&column_state[COLUMN_NORM_ABSOLUTE * k + c],
+                      (double)absolute(stored) - (double)absolute(before));
+        }
+        W[at] = stored;
     }
     if (valid && new_scale < SPARSE_MIN_SCALE) {
         // renormalise: the untouched columns take the scale into their stored weights (the
@@ -882,6 +927,8 @@ __global__ void sgd_sparse_update(T* __restrict__ W, T* __restrict__ b, T* __res
             ctx[CTX_SAMPLES] += n_rows;
             const bool averaging = ctx[CTX_STEP_AVERAGE_RATE] > 0.0;
             ctx[CTX_STEP_FOLD_SCALE] = stored_scale;  // sgd_sparse_average folds it in
+            // every weight changes when renormalised or averaged (folded): norms afresh
+            if (new_scale < SPARSE_MIN_SCALE || averaging) ctx[CTX_NORMS_STALE] = 1.0;
             ctx[CTX_SCALE] = averaging ? 1.0 : stored_scale;
             ctx[CTX_N_AVERAGED] += ctx[CTX_STEP_AVERAGE_COUNT];
             if (momentum) ctx[CTX_MOMENTUM_STARTED] = 1.0;

@@ -396,3 +396,12 @@ def test_sparse_multinomial_falls_back():
     from sk_gpusgd._cuda import driver
 
     assert "multinomial" in driver.fused_reason(np, _sparse_data(3), _multinomial_config())
+
+
+def test_sparse_stopping_rule_with_averaging(emulated):
+    """Averaging folds every weight each step: the penalty norms are recomputed, not tracked."""
+    data = _sparse_data(3)
+    config = make_config(
+        loss="hinge", tol=1e-3, n_iter_no_change=2, average_start=50, optimizer={"l1": 1e-3}
+    )
+    assert_same_training(*train_both(data, config, epochs=20, backend=emulated))
