@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import warnings
 from dataclasses import replace
+from functools import partial as partial_function
 from numbers import Integral, Real
 
 import numpy as np
@@ -42,6 +43,7 @@ from ._backend import (
 )
 from ._cuda.driver import select_engine
 from ._engine import DivergenceError, EngineConfig, TrainingData, TrainingState, run
+from ._lazy_dask import is_dask_input
 from ._losses import make_loss
 from ._optim import MOMENTUM_FORMS, OptimizerConfig
 from ._params import (
@@ -54,6 +56,13 @@ from ._precondition import feature_statistics, to_internal
 from ._scaling import auto_batch_size, measure_scaling
 from ._schedules import make_schedule
 from ._sparse_coef import SparseCoefMixin
+from ._streaming import (
+    FREE_MEMORY_SHARE,
+    data_bytes,
+    free_device_bytes,
+    plan_chunk_rows,
+    stream_run,
+)
 from ._validation import (
     check_device_features,
     check_device_labels,
@@ -115,6 +124,7 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
         "preconditioner": [StrOptions({"auto", "standardize"}), None],
         "scale_learning_rate": ["boolean"],
         "device": [StrOptions(set(DEVICE_OPTIONS))],
+        "max_device_memory": [Interval(Integral, 1, None, closed="left"), None],
     }
 
     def _store_parameters(self, parameters: dict) -> None:
@@ -307,6 +317,19 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
         return self
 
     def _train(self, X, y, *, coef_init, intercept_init, sample_weight, classes, partial):
+        if is_dask_input(X, y, sample_weight):
+            from ._dask import train_on_dask
+
+            return train_on_dask(
+                self,
+                X,
+                y,
+                coef_init=coef_init,
+                intercept_init=intercept_init,
+                sample_weight=sample_weight,
+                classes=classes,
+                partial=partial,
+            )
         fitted = hasattr(self, "_state")
         first_call = not (partial and fitted)
         X, y = self._validate_training_input(X, y, reset=first_call)
@@ -316,7 +339,15 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
             xp = self._compute_namespace()
         sample_weight = self._checked_sample_weight(sample_weight, X)
 
-        X_train = to_namespace(X, xp)
+        continuing = partial and fitted
+        n_train = X.shape[0]
+        if self.early_stopping and not partial:
+            n_train -= int(np.ceil(self.validation_fraction * n_train))
+        self.batch_size_ = self._resolved_batch_size(xp, n_train, continuing)
+        # data that does not fit on the device stays on the host and is streamed
+        chunk_rows = self._stream_chunk_rows(xp, X, y, classes, sample_weight is not None)
+        data_xp = xp if chunk_rows is None else np
+        X_train = to_namespace(X, data_xp)
         compute_dtype = _compute_dtype(xp, X_train)
         if partial and fitted and compute_dtype != self._state.coef.dtype:
             # a stream keeps the dtype of its first chunk: later chunks are converted
@@ -325,13 +356,13 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
                 X_train = (
                     X_train.astype(compute_dtype)
                     if is_sparse(X_train)
-                    else xp.astype(X_train, compute_dtype)
+                    else data_xp.astype(X_train, compute_dtype)
                 )
-        encoded = self._encode_targets(y, xp, compute_dtype, classes, partial, X_train)
+        encoded = self._encode_targets(y, data_xp, compute_dtype, classes, partial, X_train)
         targets, positive_weight, negative_weight = encoded
         if sample_weight is not None:
-            sample_weight = to_namespace(sample_weight, xp, X_train)
-            sample_weight = xp.astype(sample_weight, compute_dtype)
+            sample_weight = to_namespace(sample_weight, data_xp, X_train)
+            sample_weight = data_xp.astype(sample_weight, compute_dtype)
         sparse = is_sparse(X_train)
         half_input = dtype_name(X_train.data if sparse else X_train) in HALF_DTYPES
         config = self._engine_config(compute_dtype if half_input else None, sparse)
@@ -349,21 +380,22 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
             xp,
             (n_features, n_outputs),
             compute_dtype,
-            _device_of(xp, X_train),
+            _device_of(xp, X_train) if data_xp is xp else None,
             coef_init,
             intercept_init,
             partial,
         )
         validation_score = None
         if self.early_stopping and not partial:
-            data, validation_score = self._split_validation(xp, data, y)
-        continuing = partial and fitted
-        self.batch_size_ = self._resolved_batch_size(xp, data.n_samples, continuing)
+            data, validation_score = self._split_validation(data_xp, data, y)
+            if data_xp is not xp:
+                host_score = validation_score
+                validation_score = lambda state: host_score(state.moved_to(np))  # noqa: E731
         if not continuing:
             self.preconditioner_ = self._resolved_preconditioner(sparse)
             if self.preconditioner_ == "standardize":
-                mean, inv_scale = feature_statistics(xp, data.X, compute_dtype)
-                state.precondition(mean, inv_scale)
+                mean, inv_scale = feature_statistics(data_xp, data.X, compute_dtype)
+                state.precondition(to_namespace(mean, xp), to_namespace(inv_scale, xp))
             state.scaling = measure_scaling(
                 data.X,
                 bool(self.fit_intercept),
@@ -379,8 +411,12 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
 
         random_state = check_random_state(self.random_state)
         shuffle_rng = np.random.RandomState(random_state.randint(np.iinfo(np.int32).max))
-        engine = select_engine(xp, data, config, reference=run)
-        report = engine(
+        runner = (
+            select_engine(xp, data, config, reference=run)
+            if chunk_rows is None
+            else partial_function(stream_run, chunk_rows=chunk_rows)
+        )
+        report = runner(
             xp,
             state,
             data,
@@ -404,6 +440,34 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
             )
         self._store_fit(xp, state, report, partial, output_like=X)
         return self
+
+    def _stream_chunk_rows(self, xp, X, y, classes, has_sample_weight):
+        """Rows per streamed chunk when host ``X`` does not fit on the device, else None.
+
+        The budget is ``max_device_memory`` when set, else (CuPy only) a share of
+        the free device memory; NumPy without a cap and device input never stream.
+        """
+        if is_device_array(X) or not (xp is np or is_cupy_namespace(xp)):
+            return None
+        budget = self.max_device_memory
+        if budget is None:
+            budget = free_device_bytes(xp)
+            if budget is None:
+                return None
+            budget = int(budget * FREE_MEMORY_SHARE)
+        if data_bytes(X) * 4 <= budget:
+            # far below the budget: skip counting the classes (a sort of y)
+            return None
+        if self._is_classifier_estimator:
+            known = classes if classes is not None else getattr(self, "classes_", None)
+            n_classes = len(np.unique(to_namespace(y, np))) if known is None else len(known)
+            n_outputs = 1 if n_classes <= 2 else n_classes
+        else:
+            n_outputs = 1
+        itemsize = np.dtype(_compute_dtype(np, X)).itemsize
+        return plan_chunk_rows(
+            X, n_outputs, itemsize, int(self.batch_size_), budget, has_sample_weight
+        )
 
     def _checked_sample_weight(self, sample_weight, X):
         """scikit-learn's sample_weight checks, and a range the fit's float type holds."""

@@ -258,6 +258,13 @@ def penalty_columns(xp, coef, optimizer: OptimizerConfig):
     return value
 
 
+def epoch_pass(X):
+    """The one-pass function for X: the sparse pass for CSR, the dense pass otherwise."""
+    from ._sparse import sparse_epoch
+
+    return sparse_epoch if is_sparse(X) else _dense_epoch
+
+
 class EpochTotals:
     """What an epoch adds up for the stopping rule, per output column, on the device.
 
@@ -277,6 +284,11 @@ class EpochTotals:
         )
         self.loss = 0.0
         self.penalty = 0.0
+
+    def merge(self, other: EpochTotals) -> None:
+        """Add the totals of another part of the same epoch."""
+        self.loss = self.loss + other.loss
+        self.penalty = self.penalty + other.penalty
 
     def add(self, batch_loss, n_rows: int, penalty=None) -> None:
         """Add one batch: its per-column loss, and the penalty of the weights before the step."""
@@ -521,6 +533,8 @@ def run(
     random_state: np.random.RandomState,
     validation_score: Callable[[TrainingState], float] | None = None,
     use_stopping_rule: bool = True,
+    epoch_runner: Callable | None = None,
+    next_permutation: Callable[[int], Any] | None = None,
 ) -> RunReport:
     """Train ``state`` in place for up to ``max_epochs`` epochs.
 
@@ -546,6 +560,13 @@ def run(
         watches it instead of the training objective (early stopping).
     use_stopping_rule : bool
         False for ``partial_fit``: run exactly ``max_epochs`` epochs.
+    epoch_runner : callable, optional
+        ``epoch_runner(xp, state, data, config, order, frozen) -> EpochTotals``,
+        one pass over the rows in ``order``; the dense or sparse pass by default
+        (the streamed fit passes one that walks the data chunk by chunk).
+    next_permutation : callable, optional
+        ``next_permutation(n) -> order``; by default from ``random_state``, on
+        the device of ``data``.
 
     Returns
     -------
@@ -561,8 +582,10 @@ def run(
     report = RunReport()
     n_samples = data.n_samples
     n_outputs = int(state.coef.shape[1])
-    next_permutation = permutation_source(xp, random_state, data.X)
-    epoch_runner = sparse_epoch if is_sparse(data.X) else _dense_epoch
+    if next_permutation is None:
+        next_permutation = permutation_source(xp, random_state, data.X)
+    if epoch_runner is None:
+        epoch_runner = sparse_epoch if is_sparse(data.X) else _dense_epoch
     rule = StoppingRule(config, n_outputs, early_stopping=validation_score is not None)
     if state.adaptive_eta is None and config.schedule.kind == "adaptive":
         state.adaptive_eta = (float(config.schedule.eta0),) * n_outputs

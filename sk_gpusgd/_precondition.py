@@ -55,11 +55,14 @@ def _feature_statistics(xp, X, dtype):
         centred = xp.astype(X[start : min(start + CHUNK_ROWS, n_samples), ...], dtype) - mean
         part = xp.sum(centred * centred, axis=0)
         squares = part if squares is None else squares + part
-    std = xp.sqrt(squares / n_samples)
+    return mean, inverse_scale(xp, mean, xp.sqrt(squares / n_samples))
+
+
+def inverse_scale(xp, mean, std):
+    """``1 / std`` per feature, 1 where a feature is constant (up to rounding)."""
     # a constant feature needs no scaling; its weight is driven by the penalty alone
-    tiny = 1e3 * xp.finfo(dtype).eps * (1.0 + xp.abs(mean))
-    inv_scale = xp.where(std > tiny, 1.0 / xp.where(std > tiny, std, 1.0), 1.0)
-    return mean, inv_scale
+    tiny = 1e3 * xp.finfo(std.dtype).eps * (1.0 + xp.abs(mean))
+    return xp.where(std > tiny, 1.0 / xp.where(std > tiny, std, 1.0), 1.0)
 
 
 def to_internal(coef, intercept, mean, inv_scale):

@@ -163,7 +163,9 @@ def _measure_scaling(X, intercept: float, mean=None, inv_scale=None) -> BatchSca
     lam = min(max(lam, 0.0), beta)
     if not (math.isfinite(beta) and math.isfinite(lam)):
         return BatchScaling(1.0, 1.0)
-    return BatchScaling(beta, lam)
+    # to 7 digits: the same data measured in other memory (another Dask worker, other
+    # alignment) gives the same gain, so the same fit twice gives the same model
+    return BatchScaling(float(f"{beta:.7g}"), float(f"{lam:.7g}"))
 
 
 # 'auto' batch sizes: rows per step where one step's fixed cost (about 20 NumPy calls

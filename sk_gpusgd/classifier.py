@@ -17,6 +17,7 @@ from sklearn.utils.multiclass import (
 
 from ._backend import is_device_array, namespace_of, to_namespace
 from ._base import DEFAULT_BATCH_SIZE, BaseSGD, _device_of
+from ._lazy_dask import chunkwise_on_dask
 from ._losses import CLASSIFICATION_LOSSES, REGRESSION_LOSSES
 from ._validation import dtype_name
 
@@ -205,6 +206,21 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         data holds at least 2**21 values (stored values for sparse X), else on
         the CPU, where a smaller fit is faster than the GPU's fixed start-up
         cost.
+    max_device_memory : int or None, default=None
+        Device bytes a fit may use for its data. NumPy / SciPy training data
+        larger than this (or, on the GPU without a cap, than 80% of the free
+        device memory) stays on the host and streams through the device in
+        chunks: pinned host buffers, the copy of the next chunk overlapping the
+        training on the current one. Each epoch still draws one permutation of
+        all rows and the chunks hold whole batches, so on NumPy a streamed fit
+        equals the in-memory fit (same batches in the same order; the epoch's
+        mean loss is summed chunk by chunk, so it may differ in the last bits).
+        On the GPU the streamed order is drawn on the host, while the
+        in-memory fit draws it on the device: the two orders differ. The
+        stopping rule is the whole-model rule described under ``tol``, applied
+        once per epoch. On NumPy the cap only sets the chunk size (this is how
+        the streaming path runs without a GPU); data already on the device is
+        never streamed. None: no cap.
 
     Attributes
     ----------
@@ -291,6 +307,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         scale_learning_rate=True,
         preconditioner="auto",
         device="auto",
+        max_device_memory=None,
     ):
         self._store_parameters(locals())
 
@@ -302,8 +319,9 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training data: NumPy, pandas, scipy.sparse, CuPy, cupyx sparse, or
-            another array-API array.
+            Training data: NumPy, pandas, scipy.sparse, CuPy, cupyx sparse,
+            another array-API array, or a Dask array / DataFrame (trained on the
+            dask.distributed cluster, see :mod:`sk_gpusgd.dask`).
         y : array-like of shape (n_samples,)
             Class labels.
         coef_init : array of shape (n_classes, n_features), optional
@@ -479,6 +497,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         return np.asarray(to_namespace(per_column, np), dtype=np.float64)
 
     # ------------------------------------------------------------ predicting
+    @chunkwise_on_dask
     def decision_function(self, X):
         """Signed distance to the hyperplane of each class.
 
@@ -497,6 +516,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
             return decision[:, 0]
         return decision
 
+    @chunkwise_on_dask
     def predict(self, X):
         """Predict the class of each sample.
 
@@ -520,6 +540,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         return xp.take(to_namespace(self.classes_, xp, indices), indices)
 
     @available_if(_check_proba)
+    @chunkwise_on_dask
     def predict_proba(self, X):
         """Probability of each class (loss='log_loss' or 'modified_huber').
 
@@ -555,6 +576,7 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         return xp.where(total == 0, 1.0 / n_classes, positive / safe_total)
 
     @available_if(_check_proba)
+    @chunkwise_on_dask
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`.
 

@@ -8,6 +8,7 @@ from sklearn.utils._param_validation import StrOptions
 
 from ._backend import namespace_of, to_namespace
 from ._base import DEFAULT_BATCH_SIZE, BaseSGD
+from ._lazy_dask import chunkwise_on_dask
 from ._losses import REGRESSION_LOSSES
 from ._validation import check_in_float32_range
 
@@ -84,6 +85,10 @@ class GPUSGDRegressor(RegressorMixin, BaseSGD):
 decoupled_weight_decay, clip_value, clip_norm, multi_precision, \
 scale_learning_rate, preconditioner, device
         As in :class:`GPUSGDClassifier`.
+    max_device_memory : int or None, default=None
+        Device bytes a fit may use for its data; larger NumPy / SciPy data
+        streams through the device in chunks (see :class:`GPUSGDClassifier`).
+        None: no cap.
 
     Attributes
     ----------
@@ -163,6 +168,7 @@ scale_learning_rate, preconditioner, device
         scale_learning_rate=True,
         preconditioner="auto",
         device="auto",
+        max_device_memory=None,
     ):
         self._store_parameters(locals())
 
@@ -173,7 +179,8 @@ scale_learning_rate, preconditioner, device
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training data.
+            Training data, as for :class:`GPUSGDClassifier` (Dask collections
+            train on the dask.distributed cluster, see :mod:`sk_gpusgd.dask`).
         y : array-like of shape (n_samples,)
             Numeric targets.
         coef_init : array of shape (n_features,), optional
@@ -246,6 +253,7 @@ scale_learning_rate, preconditioner, device
         """R^2 of the decision."""
         return _r2(xp, decision[:, 0], targets[:, 0], sample_weight)
 
+    @chunkwise_on_dask
     def predict(self, X):
         """Predict the target of each sample.
 
