@@ -189,7 +189,7 @@ class FusedFit:
         )  # fmt: skip
         # one more forward block adds the step's penalty to the epoch's objective
         self.forward_grid = plan.blocks + (1 if self.with_penalty else 0)
-        self.forward_shared = max(plan.forward_shared, 8 * plan.threads)
+        self.forward_shared = max(plan.forward_shared, 16 * plan.threads)  # penalty scratch
 
     # ------------------------------------------------------------------ launches
     def step(self) -> None:
@@ -339,7 +339,7 @@ class SparseFusedFit(FusedFit):
             i32(d), i32(k), i32(rows), i32(blocks),
         )  # fmt: skip
         self.forward_grid = blocks + (1 if self.with_penalty else 0)
-        self.forward_shared = max(shared, 8 * self.threads)
+        self.forward_shared = max(shared, 16 * self.threads)
         self.update_args = (
             self.W, self.b, self.buffer, self.buffer_b, self.l1_applied, self.gradient,
             self.g_rows, self.touched, self.stamp, self.counters, self.loss_part, self.active,

@@ -261,27 +261,70 @@ __device__ T block_sum(T v, T* scratch) {
     return total;
 }
 
-// Each column's penalty of the weights before the step, times the step's rows, added to
-// the epoch's total (one extra block of a forward launch; deterministic block sums). The
-// weights are W * factor_j (preconditioning) or W * scale (sparse).
+// Per column, sum of w^2 and |w| over the d weights w = scale * W[j] * factor[j], into the
+// COLUMN_NORM_* rows of column_state, in one pass: `lanes` threads per column, then thread c
+// adds its column's lanes in order (deterministic). scratch holds 2 * blockDim doubles.
 template <typename T>
-__device__ void add_step_penalty(const T* W, const T* factor, double scale, int d, int k,
-                                 int n_rows, const double* cfg, double* column_state,
-                                 double* scratch) {
-    const double l2 = cfg[CFG_L2], l1 = cfg[CFG_L1];
-    for (int c = 0; c < k; ++c) {
+__device__ void weight_norms(const T* W, const T* factor, double scale, int d, int k,
+                             double* scratch, double* column_state) {
+    const int tid = threadIdx.x, threads = blockDim.x;
+    for (int first = 0; first < k; first += threads) {  // more columns than threads: groups
+        const int group = k - first < threads ? k - first : threads;
+        const int lanes = threads / group, c = first + tid % group, lane = tid / group;
         double squares = 0.0, sum_abs = 0.0;
-        for (int j = threadIdx.x; j < d; j += blockDim.x) {
-            const double w = scale * (double)W[(index_t)j * k + c] *
-                             (factor != nullptr ? (double)factor[j] : 1.0);
-            squares += w * w;
-            sum_abs += w < 0.0 ? -w : w;
+        if (lane < lanes) {
+            for (int j = lane; j < d; j += lanes) {
+                const double w = scale * (double)W[(index_t)j * k + c] *
+                                 (factor != nullptr ? (double)factor[j] : 1.0);
+                squares += w * w;
+                sum_abs += w < 0.0 ? -w : w;
+            }
         }
-        squares = block_sum(squares, scratch);
-        sum_abs = block_sum(sum_abs, scratch);
-        if (threadIdx.x == 0 && n_rows > 0)
-            column_state[COLUMN_PENALTY * k + c] += n_rows * (0.5 * l2 * squares + l1 * sum_abs);
+        scratch[tid] = squares;
+        scratch[threads + tid] = sum_abs;
+        __syncthreads();
+        if (tid < group) {
+            double total_squares = 0.0, total_abs = 0.0;
+            for (int l = 0; l < lanes; ++l) {
+                total_squares += scratch[l * group + tid];
+                total_abs += scratch[threads + l * group + tid];
+            }
+            column_state[COLUMN_NORM_SQUARES * k + first + tid] = total_squares;
+            column_state[COLUMN_NORM_ABSOLUTE * k + first + tid] = total_abs;
+        }
+        __syncthreads();
     }
+}
+
+// Each column's penalty of the model's weights before the step (W * inv_scale with
+// preconditioning), times the step's rows, added to the epoch's total (one extra block of
+// a dense forward launch).
+template <typename T>
+__device__ void add_step_penalty(const T* W, const T* factor, int d, int k, int n_rows,
+                                 const double* cfg, double* column_state, double* scratch) {
+    weight_norms(W, factor, 1.0, d, k, scratch, column_state);
+    const double l2 = cfg[CFG_L2], l1 = cfg[CFG_L1];
+    for (int c = threadIdx.x; n_rows > 0 && c < k; c += blockDim.x)
+        column_state[COLUMN_PENALTY * k + c] +=
+            n_rows * (0.5 * l2 * column_state[COLUMN_NORM_SQUARES * k + c] +
+                      l1 * column_state[COLUMN_NORM_ABSOLUTE * k + c]);
+}
+
+// Sparse: each column's penalty of scale * W before the step, times the step's rows, from
+// norms of the stored W kept up to date by sgd_sparse_update (O(k) a step); recomputed,
+// O(d k), only when every weight changed (epoch start, renormalisation, averaging).
+template <typename T>
+__device__ void sparse_step_penalty(const T* W, double* ctx, int d, int k, int n_rows,
+                                    const double* cfg, double* column_state, double* scratch) {
+    if (ctx[CTX_NORMS_STALE] != 0.0) {
+        weight_norms(W, (const T*)nullptr, 1.0, d, k, scratch, column_state);
+        if (threadIdx.x == 0) ctx[CTX_NORMS_STALE] = 0.0;
+    }
+    const double scale = ctx[CTX_SCALE], l2 = cfg[CFG_L2], l1 = cfg[CFG_L1];
+    for (int c = threadIdx.x; n_rows > 0 && c < k; c += blockDim.x)
+        column_state[COLUMN_PENALTY * k + c] +=
+            n_rows * (0.5 * l2 * scale * scale * column_state[COLUMN_NORM_SQUARES * k + c] +
+                      l1 * scale * column_state[COLUMN_NORM_ABSOLUTE * k + c]);
 }
 
 // Loss value and derivative with respect to the decision p, for target y.
@@ -359,38 +402,6 @@ __device__ __forceinline__ T row_derivative(const double* cfg, T p, T y, T norm2
     return v;
 }
 
-// Sparse: each column's penalty of scale * W before the step, times the step's rows, from
-// norms of the stored W kept up to date by sgd_sparse_update (O(k) a step); recomputed,
-// O(d k), only when every weight changed (epoch start, renormalisation, averaging).
-template <typename T>
-__device__ void sparse_step_penalty(const T* W, double* ctx, int d, int k, int n_rows,
-                                    const double* cfg, double* column_state, double* scratch) {
-    if (ctx[CTX_NORMS_STALE] != 0.0) {
-        for (int c = 0; c < k; ++c) {
-            double squares = 0.0, sum_abs = 0.0;
-            for (int j = threadIdx.x; j < d; j += blockDim.x) {
-                const double w = (double)W[(index_t)j * k + c];
-                squares += w * w;
-                sum_abs += w < 0.0 ? -w : w;
-            }
-            squares = block_sum(squares, scratch);
-            sum_abs = block_sum(sum_abs, scratch);
-            if (threadIdx.x == 0) {
-                column_state[COLUMN_NORM_SQUARES * k + c] = squares;
-                column_state[COLUMN_NORM_ABSOLUTE * k + c] = sum_abs;
-            }
-        }
-        __syncthreads();
-        if (threadIdx.x == 0) ctx[CTX_NORMS_STALE] = 0.0;
-    }
-    if (threadIdx.x != 0 || n_rows <= 0) return;
-    const double scale = ctx[CTX_SCALE], l2 = cfg[CFG_L2], l1 = cfg[CFG_L1];
-    for (int c = 0; c < k; ++c)
-        column_state[COLUMN_PENALTY * k + c] +=
-            n_rows * (0.5 * l2 * scale * scale * column_state[COLUMN_NORM_SQUARES * k + c] +
-                      l1 * scale * column_state[COLUMN_NORM_ABSOLUTE * k + c]);
-}
-
 // One row of the multinomial (softmax cross-entropy) loss, in place: decisions p in, the
 // row's loss out in its true class's column (zeros elsewhere); g = (softmax(p) - onehot),
 // bounded like every derivative, times the true class's weight and the batch mean.
@@ -443,7 +454,7 @@ __global__ void sgd_forward(const TX* __restrict__ X, const T* __restrict__ Y,
     const index_t batch = (index_t)cfg[CFG_BATCH_SIZE];
     const int n_rows = (int)(cursor >= n ? 0 : (n - cursor < batch ? n - cursor : batch));
     if ((int)blockIdx.x == blocks) {  // the penalty block
-        add_step_penalty(W, inv_scale, 1.0, d, k, n_rows, cfg, column_state,
+        add_step_penalty(W, inv_scale, d, k, n_rows, cfg, column_state,
                          reinterpret_cast<double*>(smem));
         return;
     }

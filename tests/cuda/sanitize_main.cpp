@@ -76,7 +76,7 @@ int run_case(const Case& c) {
     const bool clip_norm = cfg[CFG_CLIP_NORM] > 0;
     const bool precondition = c.weights;  // the cases with weights also precondition
     const int pairs = c.rows * k;
-    const size_t shared = std::max(sizeof(double) * c.threads, sizeof(long long) * c.rows +
+    const size_t shared = std::max(2 * sizeof(double) * c.threads, sizeof(long long) * c.rows +
         sizeof(T) * (static_cast<size_t>(c.rows) * d + std::max(pairs, c.threads) + 3 * pairs + c.rows));
     const int steps = (n + c.batch - 1) / c.batch;
     for (int epoch = 0; epoch < 2; ++epoch) {
@@ -153,7 +153,7 @@ int run_sparse_case(const char* name, int n, int d, int k, int batch, int rows, 
     cfg[CFG_CLIP_NORM] = clip_norm;
     ctx[CTX_SCALE] = 1.0;
     const size_t shared =
-        std::max(sizeof(double) * threads, sizeof(long long) * rows + 2 * sizeof(T) * rows * k);
+        std::max(2 * sizeof(double) * threads, sizeof(long long) * rows + 2 * sizeof(T) * rows * k);
     const unsigned grid = 3;
     const int steps = (n + batch - 1) / batch;
     for (int epoch = 0; epoch < 2; ++epoch) {
