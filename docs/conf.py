@@ -5,6 +5,7 @@ repository root; the gallery runs ``examples/plot_*.py`` on the CPU.
 """
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -73,5 +74,12 @@ def _skip_metadata_routing(app, what, name, obj, skip, options):
     return None
 
 
+def _unlink_scikit_learn_labels(app, what, name, obj, options, lines):
+    """Inherited scikit-learn docstrings (``score``) cite labels of its own docs: keep the text."""
+    for index, line in enumerate(lines):
+        lines[index] = re.sub(r":ref:`([^`<]+?)\s*(<[^`>]*>)?`", r"\1", line)
+
+
 def setup(app):
     app.connect("autodoc-skip-member", _skip_metadata_routing)
+    app.connect("autodoc-process-docstring", _unlink_scikit_learn_labels)

@@ -122,7 +122,7 @@ def weights_line(xp, state, learning_rate: float | None) -> str:
 
 
 def end_line(n_epochs: int, seconds: float, device: str, batch_size: int, n_samples: int) -> str:
-    """``Fit: 9 epochs of 1797 samples in 0.12 s on cpu, batch_size=8 (225 steps/epoch)``."""
+    """``Fit: 9 epochs of 1797 samples in 0.12 s on cpu, batch_size=84 (17 steps/epoch)``."""
     steps = -(-n_samples // batch_size)
     return (
         f"Fit: {n_epochs} epoch{'s' if n_epochs != 1 else ''} of {n_samples} samples in "
