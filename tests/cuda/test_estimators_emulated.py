@@ -146,13 +146,18 @@ def test_float32_input_stays_float32(regression, monkeypatch, kernel_runs):
 
 @pytest.mark.parametrize(
     "params",
-    [{}, {"penalty": "l1", "alpha": 1e-3}, {"momentum": 0.9, "batch_size": 16}],
-    ids=["defaults", "l1", "momentum"],
+    [
+        {},
+        {"penalty": "l1", "alpha": 1e-3},
+        {"momentum": 0.9, "batch_size": 16},
+        {"tol": 1e-3, "max_iter": 30, "average": 40},
+    ],
+    ids=["defaults", "l1", "momentum", "stopping-rule-average"],
 )
 def test_sparse_input_through_the_kernels(params, classification, monkeypatch, kernel_runs):
     import scipy.sparse as sp
 
     X, y = classification
     X_sparse = sp.csr_matrix(X * (np.abs(X) > 0.8))
-    estimator = GPUSGDClassifier(random_state=0, max_iter=5, tol=None, **params)
+    estimator = GPUSGDClassifier(**{"random_state": 0, "max_iter": 5, "tol": None, **params})
     _fit_both(estimator, X_sparse, y, monkeypatch, kernel_runs)
