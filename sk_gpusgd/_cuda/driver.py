@@ -71,11 +71,8 @@ MIN_GRAPH_STEPS = 2 * CHUNK_STEPS
 
 def select_engine(xp, data, config, reference):
     """The CUDA driver for CuPy (or emulated NumPy) input it can fuse, else ``reference``."""
-    if fused_reason(xp, data, config) is not None:
-        return reference
-    if is_cupy_namespace(xp):
-        return run
-    if xp is np and os.environ.get(ENV_EMULATE) == "1":
+    kernels_wanted = is_cupy_namespace(xp) or (xp is np and os.environ.get(ENV_EMULATE) == "1")
+    if kernels_wanted and fused_reason(xp, data, config) is None:
         return run
     return reference
 
