@@ -265,15 +265,18 @@ def test_sparse_adaptive_rate_falls_back():
     assert "adaptive" in driver.fused_reason(np, _sparse_data(3), config)
 
 
-def test_what_is_not_fused_falls_back():
+def test_what_is_not_fused_falls_back(monkeypatch):
     from sk_gpusgd._cuda import driver
 
+    monkeypatch.setenv(driver.ENV_EMULATE, "1")  # NumPy input asks for the kernels
     X, Y = make_problem(n=10, d=20_000, k=1)  # a row wider than one block's shared memory
     data = TrainingData(X=X, targets=Y)
     config = make_config()
     assert "shared memory" in driver.fused_reason(np, data, config)
     sentinel = object()
     assert driver.select_engine(np, data, config, reference=sentinel) is sentinel
+    narrow = TrainingData(X=X[:, :20], targets=Y)
+    assert driver.select_engine(np, narrow, config, reference=sentinel) is driver.run
 
 
 def _scaling(data, fit_intercept=True):
