@@ -213,6 +213,18 @@ def _block_scaling(partition: _Partition, fit_intercept: bool, mean=None, inv_sc
     return measure_scaling(partition.data.X, fit_intercept, mean, inv_scale)
 
 
+def _where_held(client, function, partition, *args):
+    """``function(partition, *args)`` on the worker that holds the block.
+
+    Never elsewhere: a block copied to another worker would leave a replica
+    there, and rounds scheduled on a replica train on network buffers.
+    """
+    holders = list(client.who_has([partition]).get(partition.key, ()))
+    if not holders:
+        return client.submit(function, partition, *args)
+    return client.submit(function, partition, *args, workers=holders, allow_other_workers=False)
+
+
 def _block_sum(partition: _Partition, mean=None):
     """Per-feature sum of a block's rows, or of their squared deviations from ``mean``."""
     xp = partition.namespace()
@@ -389,14 +401,17 @@ def train_on_dask(estimator, X, y, *, coef_init, intercept_init, sample_weight, 
         if estimator.preconditioner_ == "standardize":
             # two passes over the blocks where they live; only feature vectors move
             n_rows = sum(block_rows)
-            sums = client.gather([client.submit(_block_sum, part) for part in partitions])
+            sums = client.gather([_where_held(client, _block_sum, part) for part in partitions])
             mean = np.sum(sums, axis=0) / n_rows
-            squares = client.gather([client.submit(_block_sum, part, mean) for part in partitions])
+            squares = client.gather(
+                [_where_held(client, _block_sum, part, mean) for part in partitions]
+            )
             mean, inv_scale = _mean_and_inverse_scale(mean, np.sum(squares, axis=0) / n_rows)
             dtype = state.coef.dtype
             state.precondition(mean.astype(dtype), inv_scale.astype(dtype))
         # the batch gain, measured where the first block lives (only two numbers move)
-        state.scaling = client.submit(
+        state.scaling = _where_held(
+            client,
             _block_scaling,
             partitions[0],
             bool(estimator.fit_intercept),

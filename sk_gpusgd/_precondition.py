@@ -38,7 +38,7 @@ def feature_statistics(xp, X, dtype):
     """
     with np.errstate(all="ignore"):
         mean, inv_scale = _feature_statistics(xp, X, dtype)
-    usable = xp.isfinite(mean) & xp.isfinite(inv_scale)
+    usable = xp.isfinite(mean) & xp.isfinite(inv_scale) & (inv_scale > 0)
     return xp.where(usable, mean, 0.0), xp.where(usable, inv_scale, 1.0)
 
 
