@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
+# SK_GPUSGD_RESULTS_DIR sends results elsewhere (benchmarks/gpu_check.sh sets it from $OUT)
+RESULTS_DIR = Path(os.environ.get("SK_GPUSGD_RESULTS_DIR", BENCH_DIR / "results"))
 REPO_ROOT = BENCH_DIR.parent
 
 if str(REPO_ROOT) not in sys.path:  # run from a checkout without installing

@@ -41,6 +41,7 @@ from ._backend import (
     resolve_compute_namespace,
     to_namespace,
 )
+from ._cuda.driver import select_engine
 from ._engine import DivergenceError, EngineConfig, TrainingData, TrainingState, run
 from ._lazy_dask import is_dask_input
 from ._losses import make_loss
@@ -410,7 +411,11 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
 
         random_state = check_random_state(self.random_state)
         shuffle_rng = np.random.RandomState(random_state.randint(np.iinfo(np.int32).max))
-        runner = run if chunk_rows is None else partial_function(stream_run, chunk_rows=chunk_rows)
+        runner = (
+            select_engine(xp, data, config, reference=run)
+            if chunk_rows is None
+            else partial_function(stream_run, chunk_rows=chunk_rows)
+        )
         report = runner(
             xp,
             state,

@@ -11,15 +11,19 @@ os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
 @pytest.fixture
 def engine_inputs(monkeypatch):
-    """Record what the training loop receives (``_fit`` calls ``run`` through ``_base``)."""
+    """Record what the training loop receives, in the reference engine or the CUDA driver."""
     import sk_gpusgd._base
+    import sk_gpusgd._cuda.driver
 
     seen = []
-    run = sk_gpusgd._base.run
 
-    def recording_run(xp, state, data, config, **kwargs):
-        seen.append({"X": data.X, "coef_dtype": state.coef.dtype, "config": config})
-        return run(xp, state, data, config, **kwargs)
+    def recording(run):
+        def recording_run(xp, state, data, config, **kwargs):
+            seen.append({"X": data.X, "coef_dtype": state.coef.dtype, "config": config})
+            return run(xp, state, data, config, **kwargs)
 
-    monkeypatch.setattr(sk_gpusgd._base, "run", recording_run)
+        return recording_run
+
+    monkeypatch.setattr(sk_gpusgd._base, "run", recording(sk_gpusgd._base.run))
+    monkeypatch.setattr(sk_gpusgd._cuda.driver, "run", recording(sk_gpusgd._cuda.driver.run))
     return seen

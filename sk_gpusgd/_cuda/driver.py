@@ -1,0 +1,225 @@
+"""The CUDA engine's epoch driver: same contract as :func:`sk_gpusgd._engine.run`.
+
+Per dense step two kernel launches (``sgd_forward``, ``sgd_update``), no allocation and no
+host synchronisation; per epoch one more launch (``sgd_end_epoch``) and one host read of
+a small summary (loss per column, penalty terms, a finiteness probe, the clock). Every
+value that changes between steps lives in device memory, so the steps of an epoch are
+captured once per fit as CUDA graphs (a chunk of ``CHUNK_STEPS`` steps and a remainder)
+and replayed every epoch. Single ``partial_fit`` calls and tiny fits launch the same
+kernels eagerly; ``SK_GPUSGD_CUDA_GRAPHS=0`` turns graphs off for debugging.
+
+Rows are shuffled on the device: by default with a keyed Feistel bijection of the row
+positions (no memory, no per-epoch work), so CuPy's row order differs from NumPy's; with
+``SK_GPUSGD_CUDA_SHUFFLE=order`` from a device permutation drawn outside the graph per
+epoch by the reference engine's permutation source (the emulated backend's default, so
+that it reproduces the reference engine's row order exactly).
+
+Fused: every loss (the multinomial softmax too, on dense X), the passive-aggressive
+rates, every schedule at scikit-learn's sample clock with the batch step-rate rule
+(adaptive: one rate per column in device memory, changed by the host between epochs),
+sample and class weights, coupled L2 and decoupled decay, momentum, dampening and
+Nesterov in both forms, clipping by value and by global norm (the update then runs as one
+block), cumulative L1, averaging, diagonal preconditioning, per-column stopping, float32
+and float64, float16 / bfloat16 X with float32 master weights, any number of outputs.
+
+Sparse CSR X runs on its own kernels (:class:`SparseFusedFit`): two launches per step
+(three once averaging has begun) and the reference engine's lazy updates (weight scale,
+pending L1, momentum on the touched columns), with no host work per batch.
+
+Not fused, and trained by the reference engine instead (same results, slower);
+:func:`fused_reason` names the reason:
+
+- a dense row too wide for one block's shared memory (more than about 12,000 float32
+  features, 6,000 float64), or too many outputs for it;
+- sparse X with the adaptive rate or the multinomial loss, whose values are not in the
+  compute dtype, or too large for 32-bit indices;
+- any namespace other than CuPy (NumPy too, unless ``SK_GPUSGD_CUDA_EMULATE=1`` asks for
+  the CPU emulation of the kernels, which the tests use).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from .._backend import is_cupy_namespace, to_namespace
+from .._engine import (
+    DivergenceError,
+    RunReport,
+    StoppingRule,
+    current_learning_rate,
+    permutation_source,
+)
+from .._progress import FitProgress
+from .._schedules import ADAPTIVE_DIVISOR, MIN_ADAPTIVE_ETA
+from . import launcher
+from .fit import CHUNK_STEPS, FusedFit, SparseFusedFit, epoch_order
+from .plan import fused_reason, kernel_constant
+
+__all__ = ["FusedFit", "SparseFusedFit", "epoch_order", "fused_reason", "run", "select_engine"]
+
+ENV_GRAPHS = "SK_GPUSGD_CUDA_GRAPHS"
+ENV_SHUFFLE = "SK_GPUSGD_CUDA_SHUFFLE"
+ENV_EMULATE = "SK_GPUSGD_CUDA_EMULATE"
+# Fits with fewer steps than this run eagerly: capturing would cost more than it saves.
+MIN_GRAPH_STEPS = 2 * CHUNK_STEPS
+
+
+def select_engine(xp, data, config, reference):
+    """The CUDA driver for CuPy (or emulated NumPy) input it can fuse, else ``reference``."""
+    kernels_wanted = is_cupy_namespace(xp) or (xp is np and os.environ.get(ENV_EMULATE) == "1")
+    if kernels_wanted and fused_reason(xp, data, config) is None:
+        return run
+    return reference
+
+
+def _backend_for(xp):
+    if is_cupy_namespace(xp):
+        return launcher.CupyBackend()
+    return emulated_backend()
+
+
+_EMULATED = None
+
+
+def emulated_backend():
+    """One emulated backend per process (its library is built once)."""
+    global _EMULATED
+    if _EMULATED is None:
+        _EMULATED = launcher.EmulatedBackend()
+    return _EMULATED
+
+
+def epoch_report(summary: np.ndarray, k: int, n_samples: int):
+    """(mean loss, objective, finite) per output column, as the reference engine's summary."""
+    fields = kernel_constant("SUMMARY_COLUMN_FIELDS")
+    columns = summary[: fields * k].reshape(k, fields)
+    mean_loss = columns[:, kernel_constant("SUMMARY_LOSS")] / n_samples
+    objective = mean_loss + columns[:, kernel_constant("SUMMARY_PENALTY")] / n_samples
+    probe = summary[fields * k + kernel_constant("SUMMARY_PROBE")]
+    finite = bool(np.isfinite(mean_loss).all() and np.isfinite(objective).all())
+    return mean_loss, objective, finite and math.isfinite(probe)
+
+
+def _shuffle_mode(config, backend) -> int:
+    if not config.shuffle:
+        return kernel_constant("SHUFFLE_NONE")
+    default = "order" if backend.name == "emulated" else "bijection"
+    choice = os.environ.get(ENV_SHUFFLE, default)
+    if choice not in ("order", "bijection"):
+        raise ValueError(f"{ENV_SHUFFLE} must be 'order' or 'bijection', got {choice!r}")
+    return kernel_constant("SHUFFLE_ORDER" if choice == "order" else "SHUFFLE_BIJECTION")
+
+
+def graphs_enabled(total_steps: int) -> bool:
+    """``SK_GPUSGD_CUDA_GRAPHS``: '0' never, 'always' always, else for fits big enough."""
+    mode = os.environ.get(ENV_GRAPHS, "auto")
+    if mode not in ("0", "1", "auto", "always"):
+        raise ValueError(f"{ENV_GRAPHS} must be '0', '1', 'auto' or 'always', got {mode!r}")
+    if mode == "0":
+        return False
+    return mode == "always" or total_steps >= MIN_GRAPH_STEPS
+
+
+def run(
+    xp,
+    state,
+    data,
+    config,
+    *,
+    max_epochs: int,
+    random_state: np.random.RandomState,
+    validation_score=None,
+    use_stopping_rule: bool = True,
+    backend: Any = None,
+    launch_options: dict | None = None,
+) -> RunReport:
+    """Train ``state`` in place on the kernels; the contract of :func:`sk_gpusgd._engine.run`.
+
+    ``backend`` defaults to CuPy for CuPy input and to the CPU emulation for NumPy input;
+    ``launch_options`` (``threads``, ``max_rows_per_block``, ``chunk_steps``) reshape the
+    grids and graphs (tests use small ones). The stopping rule, the adaptive schedule,
+    early stopping and the divergence check are the reference engine's, applied to the
+    per-epoch summary.
+    """
+    backend = backend if backend is not None else _backend_for(xp)
+    shuffle_mode = _shuffle_mode(config, backend)
+    next_permutation, seed = None, 0
+    if shuffle_mode == kernel_constant("SHUFFLE_ORDER"):
+        # the reference engine's source, drawn first: the same order for the same seed
+        next_permutation = permutation_source(backend.xp, random_state, data.X)
+    elif shuffle_mode == kernel_constant("SHUFFLE_BIJECTION"):
+        seed = int(random_state.randint(np.iinfo(np.int32).max))
+    fit = FusedFit(backend, state, data, config, shuffle_mode, seed, **(launch_options or {}))
+    use_graphs = graphs_enabled(fit.steps_per_epoch * max_epochs)
+    report = RunReport()
+    n_outputs = fit.k
+    rule = StoppingRule(config, n_outputs, early_stopping=validation_score is not None)
+    if state.adaptive_eta is None and config.schedule.kind == "adaptive":
+        state.adaptive_eta = (float(config.schedule.eta0),) * n_outputs
+        fit.set_adaptive_eta(state.adaptive_eta)
+    progress = FitProgress(config.verbose, max_epochs, fit.n)
+    activate = getattr(backend, "activate", contextlib.nullcontext)
+    with activate():
+        for epoch in range(max_epochs):
+            if next_permutation is not None:
+                fit.order[...] = next_permutation(fit.n)
+            fit.epoch_steps(use_graphs)
+            summary = fit.end_epoch()
+            fit.store(state, summary)
+            mean_loss, objective, finite = epoch_report(summary, n_outputs, fit.n)
+            report.n_epochs = epoch + 1
+            if not finite:
+                raise DivergenceError(
+                    f"The weights overflowed to inf/NaN at epoch {epoch + 1}: the "
+                    f"learning rate (learning_rate={config.schedule.kind!r}, "
+                    f"eta0={config.schedule.eta0}) is too large for this data. Lower "
+                    "eta0, choose a decaying learning_rate, or scale X (e.g. with "
+                    "StandardScaler)."
+                )
+            report.loss_curve.append(float(mean_loss.sum()))
+            score = validation_score(state) if validation_score is not None else None
+            eta = None
+            if config.verbose >= 2:
+                eta = current_learning_rate(backend.xp, state, config, config.batch_size)
+                eta = eta if isinstance(eta, float) else float(np.max(to_namespace(eta, np)))
+            progress.epoch(
+                backend.xp,
+                state,
+                float(mean_loss.sum()),
+                float(objective.sum()),
+                None if score is None else float(np.mean(score)),
+                eta,
+            )
+            if not use_stopping_rule or config.tol is None:
+                continue
+            # the reference engine's per-column rule: stop a column, or divide its rate
+            watched = objective if score is None else np.atleast_1d(score)
+            if getattr(config.loss, "joint", False):
+                # coupled columns converge together: one rule on their total
+                watched = np.sum(objective) if score is None else np.mean(score)
+            stalled = rule.update(watched)
+            newly_stopped = np.zeros(n_outputs, dtype=bool)
+            adaptive = None if state.adaptive_eta is None else list(state.adaptive_eta)
+            for column in np.flatnonzero(stalled):
+                if adaptive is not None and adaptive[column] > MIN_ADAPTIVE_ETA:
+                    adaptive[column] /= ADAPTIVE_DIVISOR
+                    rule.no_improvement[column] = 0
+                else:
+                    newly_stopped[column] = True
+            if adaptive is not None and tuple(adaptive) != state.adaptive_eta:
+                state.adaptive_eta = tuple(adaptive)
+                fit.set_adaptive_eta(state.adaptive_eta)
+            if newly_stopped.any():
+                rule.active &= ~newly_stopped
+                if not rule.active.any():
+                    report.converged = True
+                    progress.converged()
+                    break
+                fit.freeze(rule.active)
+    progress.finished(backend.xp, state, config.batch_size)
+    return report

@@ -1,0 +1,179 @@
+"""Launch shapes and the per-fit configuration buffer of the CUDA engine's kernels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._backend import is_sparse
+from .._engine import MAX_DLOSS, EpochTotals
+from .._validation import dtype_name
+from . import launcher
+
+MAX_SHARED_BYTES = 48 * 1024
+MAX_ROWS_PER_BLOCK = 32
+# Forward blocks a batch is cut into, at least (fewer rows per block for small batches):
+# more blocks read X faster, fewer write fewer partial gradients. To be tuned on a GPU.
+TARGET_FORWARD_BLOCKS = 64
+
+LOSS_IDS = {
+    "hinge": "LOSS_HINGE",
+    "perceptron": "LOSS_HINGE",
+    "log_loss": "LOSS_LOG",
+    "modified_huber": "LOSS_MODIFIED_HUBER",
+    "squared_hinge": "LOSS_SQUARED_HINGE",
+    "squared_error": "LOSS_SQUARED_ERROR",
+    "huber": "LOSS_HUBER",
+    "epsilon_insensitive": "LOSS_EPSILON_INSENSITIVE",
+    "squared_epsilon_insensitive": "LOSS_SQUARED_EPSILON_INSENSITIVE",
+}
+SCHEDULE_IDS = {
+    "constant": "SCHEDULE_CONSTANT",
+    "optimal": "SCHEDULE_OPTIMAL",
+    "invscaling": "SCHEDULE_INVSCALING",
+    "adaptive": "SCHEDULE_ADAPTIVE",
+    "pa1": "SCHEDULE_PA1",
+    "pa2": "SCHEDULE_PA2",
+}
+STORAGE_DTYPES = {"float16", "bfloat16", "float32", "float64"}
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """Grid shapes of one fit (fixed, so the launches can be captured)."""
+
+    threads: int
+    rows_per_block: int
+    blocks: int
+    forward_shared: int
+    update_grid: int
+    update_threads: int
+    update_shared: int
+    end_threads: int
+
+
+def make_plan(
+    n_samples,
+    n_features,
+    n_outputs,
+    batch_size,
+    itemsize,
+    clip_norm,
+    threads,
+    max_rows_per_block=MAX_ROWS_PER_BLOCK,
+):
+    """Rows per block and grids; None when one row does not fit in shared memory."""
+    batch = min(batch_size, n_samples)
+    rows = min(max_rows_per_block, batch, max(4, -(-batch // TARGET_FORWARD_BLOCKS)))
+    while rows > 0:
+        shared = launcher.forward_shared_bytes(rows, n_features, n_outputs, threads, itemsize)
+        if shared <= MAX_SHARED_BYTES:
+            break
+        rows //= 2
+    if rows == 0:
+        return None
+    total = n_features * n_outputs + n_outputs
+    return LaunchPlan(
+        threads=threads,
+        rows_per_block=rows,
+        blocks=-(-batch // rows),
+        forward_shared=shared,
+        update_grid=1 if clip_norm else max(1, min(-(-total // threads), 1024)),
+        update_threads=threads,
+        update_shared=threads * itemsize if clip_norm else 0,
+        end_threads=threads,
+    )
+
+
+def fused_reason(xp, data, config) -> str | None:
+    """Why this fit cannot run on the kernels (None when it can)."""
+    compute = dtype_name(data.targets)
+    if compute not in launcher.COMPUTE_DTYPES:
+        return f"compute dtype {compute} has no kernel"
+    if is_sparse(data.X):
+        return sparse_fused_reason(data, config)
+    storage = dtype_name(data.X)
+    if storage not in STORAGE_DTYPES:
+        return f"X of dtype {storage} has no kernel"
+    n, d = data.X.shape
+    itemsize = 8 if compute == "float64" else 4
+    plan = make_plan(n, d, int(data.targets.shape[1]), config.batch_size, itemsize, False, 32)
+    if plan is None:
+        return f"a row of {d} features does not fit in one block's shared memory"
+    return None
+
+
+def sparse_plan(batch_size, n_samples, n_outputs, itemsize, threads, max_rows=MAX_ROWS_PER_BLOCK):
+    """(rows per block, blocks, shared bytes) of the sparse forward; None when it cannot fit."""
+    rows = min(max_rows, batch_size, n_samples)
+    while rows > 0 and launcher.sparse_forward_shared_bytes(rows, n_outputs, itemsize) > (
+        MAX_SHARED_BYTES
+    ):
+        rows //= 2
+    if rows == 0:
+        return None
+    blocks = -(-min(batch_size, n_samples) // rows)
+    return rows, blocks, launcher.sparse_forward_shared_bytes(rows, n_outputs, itemsize)
+
+
+def sparse_fused_reason(data, config) -> str | None:
+    """Why a CSR fit cannot run on the sparse kernels (None when it can)."""
+    if config.schedule.kind == "adaptive":
+        return "the adaptive rate on sparse X (one weight scale per column) is not fused"
+    if getattr(config.loss, "joint", False):
+        return "the multinomial loss on sparse X is not fused"
+    if dtype_name(data.X.data) != dtype_name(data.targets):
+        return "sparse X values must have the compute dtype"
+    if data.X.nnz >= 2**31 or data.X.shape[1] >= 2**31:
+        return "sparse X too large for 32-bit indices"
+    itemsize = data.targets.dtype.itemsize
+    plan = sparse_plan(config.batch_size, data.X.shape[0], int(data.targets.shape[1]), itemsize, 32)
+    if plan is None:
+        return "too many outputs for one block's shared memory"
+    return None
+
+
+def kernel_constant(name: str) -> int:
+    return launcher.constants()[name]
+
+
+def config_vector(config, n_samples: int, shuffle_mode: int, seed: int) -> np.ndarray:
+    """The ``cfg`` buffer of one fit (indices from the kernel source's CFG_* defines)."""
+    cfg = np.zeros(kernel_constant("CFG_SIZE"), dtype=np.float64)
+    loss, schedule, opt = config.loss, config.schedule, config.optimizer
+
+    def put(name, value):
+        cfg[kernel_constant(name)] = float(value)
+
+    put("CFG_LOSS", kernel_constant(LOSS_IDS[loss.name]))
+    put("CFG_LOSS_PARAM", getattr(loss, "threshold", getattr(loss, "epsilon", 0.0)))
+    put("CFG_SCHEDULE", kernel_constant(SCHEDULE_IDS[schedule.kind]))
+    put("CFG_ETA0", schedule.eta0)
+    put("CFG_ALPHA", schedule.alpha)
+    put("CFG_POWER_T", schedule.power_t)
+    put("CFG_OPTIMAL_OFFSET", schedule.optimal_offset)
+    put("CFG_L2", opt.l2)
+    put("CFG_DECAY", opt.decoupled_decay)
+    put("CFG_L1", opt.l1)
+    put("CFG_MOMENTUM", opt.momentum)
+    put("CFG_DAMPENING", opt.dampening)
+    put("CFG_NESTEROV", opt.nesterov)
+    put("CFG_VELOCITY_FORM", opt.momentum_form == "velocity")
+    put("CFG_CLIP_VALUE", opt.clip_value or 0.0)
+    put("CFG_CLIP_NORM", opt.clip_norm or 0.0)
+    put("CFG_FIT_INTERCEPT", config.fit_intercept)
+    put("CFG_INTERCEPT_SCALE", config.intercept_scale)
+    put("CFG_AVERAGE_START", config.average_start)
+    put("CFG_BATCH_SIZE", config.batch_size)
+    put("CFG_N_SAMPLES", n_samples)
+    put("CFG_SHUFFLE", shuffle_mode)
+    put("CFG_SEED", seed)
+    if config.scaling is not None:  # the batch scaling rule's statistics (_scaling.py)
+        put("CFG_GAIN_BETA", config.scaling.mean_squared_norm)
+        put("CFG_GAIN_LAMBDA", config.scaling.top_eigenvalue)
+    put("CFG_CURVATURE", loss.curvature)
+    put("CFG_CLIP_DLOSS", MAX_DLOSS)
+    put("CFG_WITH_PENALTY", EpochTotals(config).with_penalty)
+    put("CFG_MULTINOMIAL", getattr(loss, "joint", False))
+    return cfg
