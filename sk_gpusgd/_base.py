@@ -230,6 +230,20 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
             return self.batch_size_
         return auto_batch_size(n_samples, on_gpu=is_cupy_namespace(xp))
 
+    def _averages_automatically(self, sparse: bool) -> bool:
+        """Whether an automatic batch also averages the iterates after the first epoch.
+
+        A minibatch step stays at the batch's largest stable step for many
+        epochs (see :mod:`._scaling`), where the last iterate keeps oscillating;
+        the running mean of the iterates (Polyak and Juditsky 1992), from the
+        second epoch on, removes that noise. Only when ``batch_size='auto'``
+        picks more than one row, ``average`` is left at False and X is dense
+        (on sparse X the average is not lazy: it would cost O(n_features) a step).
+        """
+        return (
+            self.batch_size == "auto" and self.batch_size_ > 1 and not self.average and not sparse
+        )
+
     def _resolved_preconditioner(self, sparse: bool):
         """'standardize' or None: 'auto' standardises dense X when the batch size is automatic."""
         if self.preconditioner != "auto":
@@ -403,10 +417,13 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
                 state.feature_inv_scale,
                 intercept_scale=config.intercept_scale,
             )
+        if not continuing:
+            self._auto_average_start = n_train if self._averages_automatically(sparse) else 0
         config = replace(
             config,
             batch_size=self.batch_size_,
             scaling=state.scaling if self.scale_learning_rate else None,
+            average_start=int(self.average) or getattr(self, "_auto_average_start", 0),
         )
 
         random_state = check_random_state(self.random_state)

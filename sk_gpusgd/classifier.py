@@ -136,7 +136,11 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         Rows per optimizer step. 'auto' picks ``batch_size_`` for each fit:
         ``min(256, n_samples // 16)`` on a CPU, ``min(2048, n_samples // 16)``
         on a GPU (at least 1), i.e. enough rows to amortise a step's fixed
-        cost while an epoch keeps at least 16 steps. ``batch_size=1``
+        cost while an epoch keeps at least 16 steps. When it picks more than
+        one row, X is dense and ``average`` is False, the model is also the running mean of
+        the iterates from the second epoch on (averaged SGD, Polyak and
+        Juditsky 1992): batch steps stay at their largest stable size for many
+        epochs, where the last iterate keeps oscillating. ``batch_size=1``
         reproduces scikit-learn's per-sample updates step for step.
     momentum : float, default=0.0
         Momentum factor, 0 <= momentum < 1.

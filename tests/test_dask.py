@@ -131,6 +131,9 @@ def test_one_block_without_shuffling_is_the_single_process_fit(client, partial):
         max_iter=3,
         device="cpu",
         class_weight=None if partial else "balanced",
+        # an explicit batch size: the automatic regime's tail averaging is per sample
+        # in one process and per round on Dask
+        batch_size=32,
     )
     X_dask, y_dask, w_dask = _blocks(X, y, n_blocks=1, weights=weights)
     single, distributed_model = GPUSGDClassifier(**params), GPUSGDClassifier(**params)
@@ -168,7 +171,9 @@ def test_one_round_is_the_row_weighted_mean_of_the_blocks_models(client):
 def test_averaged_sgd_keeps_the_mean_of_the_synchronised_models(client):
     X, y = make_regression(n_samples=300, n_features=5, noise=1.0, random_state=0)
     X_dask, y_dask = _blocks(X, y, n_blocks=1)
-    params = dict(shuffle=False, tol=None, device="cpu", learning_rate="constant", eta0=0.01)
+    params = dict(
+        shuffle=False, tol=None, device="cpu", learning_rate="constant", eta0=0.01, batch_size=32
+    )
     averaged = GPUSGDRegressor(average=True, max_iter=3, **params).fit(X_dask, y_dask)
     # one block, no shuffling: the model after round r is plain SGD after r epochs
     plain = GPUSGDRegressor(**params)
