@@ -592,60 +592,110 @@ def run(
     frozen = FrozenColumns(xp, state, rule.active)
     progress = FitProgress(config.verbose, max_epochs, n_samples)
     with np.errstate(all="ignore"):
-        for epoch in range(max_epochs):
+        for _ in range(max_epochs):
             order = next_permutation(n_samples) if config.shuffle else None
             totals = epoch_runner(xp, state, data, config, order, frozen)
             frozen.restore(xp, state)
             mean_loss, objective, finite = _epoch_summary(xp, state, totals, n_samples)
-            report.n_epochs = epoch + 1
-            if not finite:
-                raise DivergenceError(
-                    f"The weights overflowed to inf/NaN at epoch {epoch + 1}: the "
-                    f"learning rate (learning_rate={config.schedule.kind!r}, "
-                    f"eta0={config.schedule.eta0}) is too large for this data. Lower "
-                    "eta0, choose a decaying learning_rate, or scale X (e.g. with "
-                    "StandardScaler)."
-                )
-            report.loss_curve.append(float(mean_loss.sum()))
-            score = validation_score(state) if validation_score is not None else None
-            eta = None
-            if config.verbose >= 2:
-                eta = current_learning_rate(xp, state, config, config.batch_size)
-                eta = eta if isinstance(eta, float) else float(np.max(to_namespace(eta, np)))
-            progress.epoch(
+            outcome = close_epoch(
                 xp,
                 state,
-                float(mean_loss.sum()),
-                float(objective.sum()),
-                None if score is None else float(np.mean(score)),
-                eta,
+                config,
+                report,
+                progress,
+                rule,
+                (mean_loss, objective, finite),
+                validation_score,
+                use_stopping_rule,
             )
-            if not use_stopping_rule or config.tol is None:
-                continue
-            watched = objective if score is None else np.atleast_1d(score)
-            if config.loss.joint:
-                # coupled columns converge together: one rule on their total
-                watched = np.sum(objective) if score is None else np.mean(score)
-            stalled = rule.update(watched)
-            newly_stopped = np.zeros(n_outputs, dtype=bool)
-            adaptive = None if state.adaptive_eta is None else list(state.adaptive_eta)
-            for column in np.flatnonzero(stalled):
-                if adaptive is not None and adaptive[column] > MIN_ADAPTIVE_ETA:
-                    adaptive[column] /= ADAPTIVE_DIVISOR
-                    rule.no_improvement[column] = 0
-                else:
-                    newly_stopped[column] = True
-            if adaptive is not None:
-                state.adaptive_eta = tuple(adaptive)
-            if newly_stopped.any():
-                rule.active &= ~newly_stopped
-                if not rule.active.any():
-                    report.converged = True
-                    progress.converged()
-                    break
+            if outcome.converged:
+                break
+            if outcome.froze:
                 frozen = FrozenColumns(xp, state, rule.active)
     progress.finished(xp, state, config.batch_size)
     return report
+
+
+@dataclass
+class EpochOutcome:
+    """What the end of an epoch decided (see :func:`close_epoch`)."""
+
+    converged: bool = False
+    froze: bool = False
+    adaptive_changed: bool = False
+
+
+def close_epoch(
+    xp,
+    state: TrainingState,
+    config: EngineConfig,
+    report: RunReport,
+    progress,
+    rule: StoppingRule,
+    summary,
+    validation_score,
+    use_stopping_rule: bool,
+) -> EpochOutcome:
+    """The end of an epoch, shared by every engine: report, progress, stopping rule.
+
+    ``summary`` is ``(mean_loss, objective, finite)`` per output column. Raises
+    :class:`DivergenceError` when the weights are no longer finite; otherwise
+    records the epoch, prints its progress, and applies scikit-learn's rule to
+    each column: divide a stalled 'adaptive' rate, or stop the column.
+    """
+    mean_loss, objective, finite = summary
+    epoch = report.n_epochs + 1
+    report.n_epochs = epoch
+    if not finite:
+        raise DivergenceError(
+            f"The weights overflowed to inf/NaN at epoch {epoch}: the "
+            f"learning rate (learning_rate={config.schedule.kind!r}, "
+            f"eta0={config.schedule.eta0}) is too large for this data. Lower "
+            "eta0, choose a decaying learning_rate, or scale X (e.g. with "
+            "StandardScaler)."
+        )
+    report.loss_curve.append(float(mean_loss.sum()))
+    score = validation_score(state) if validation_score is not None else None
+    eta = None
+    if config.verbose >= 2:
+        eta = current_learning_rate(xp, state, config, config.batch_size)
+        eta = eta if isinstance(eta, float) else float(np.max(to_namespace(eta, np)))
+    progress.epoch(
+        xp,
+        state,
+        float(mean_loss.sum()),
+        float(objective.sum()),
+        None if score is None else float(np.mean(score)),
+        eta,
+    )
+    outcome = EpochOutcome()
+    if not use_stopping_rule or config.tol is None:
+        return outcome
+    watched = objective if score is None else np.atleast_1d(score)
+    if config.loss.joint:
+        # coupled columns converge together: one rule on their total
+        watched = np.sum(objective) if score is None else np.mean(score)
+    stalled = rule.update(watched)
+    newly_stopped = np.zeros(rule.active.shape, dtype=bool)
+    adaptive = None if state.adaptive_eta is None else list(state.adaptive_eta)
+    for column in np.flatnonzero(stalled):
+        if adaptive is not None and adaptive[column] > MIN_ADAPTIVE_ETA:
+            adaptive[column] /= ADAPTIVE_DIVISOR
+            rule.no_improvement[column] = 0
+        else:
+            newly_stopped[column] = True
+    if adaptive is not None and tuple(adaptive) != state.adaptive_eta:
+        state.adaptive_eta = tuple(adaptive)
+        outcome.adaptive_changed = True
+    if newly_stopped.any():
+        rule.active &= ~newly_stopped
+        if not rule.active.any():
+            outcome.converged = True
+            report.converged = True
+            progress.converged()
+        else:
+            outcome.froze = True
+    return outcome
 
 
 class StoppingRule:

@@ -46,16 +46,14 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import is_cupy_namespace, to_namespace
+from .._backend import is_cupy_namespace
 from .._engine import (
-    DivergenceError,
     RunReport,
     StoppingRule,
-    current_learning_rate,
+    close_epoch,
     permutation_source,
 )
 from .._progress import FitProgress
-from .._schedules import ADAPTIVE_DIVISOR, MIN_ADAPTIVE_ETA
 from . import launcher
 from .fit import CHUNK_STEPS, FusedFit, SparseFusedFit, epoch_order
 from .plan import fused_reason, kernel_constant
@@ -165,61 +163,29 @@ def run(
     progress = FitProgress(config.verbose, max_epochs, fit.n)
     activate = getattr(backend, "activate", contextlib.nullcontext)
     with activate():
-        for epoch in range(max_epochs):
+        for _ in range(max_epochs):
             if next_permutation is not None:
                 fit.order[...] = next_permutation(fit.n)
             fit.epoch_steps(use_graphs)
             summary = fit.end_epoch()
             fit.store(state, summary)
             mean_loss, objective, finite = epoch_report(summary, n_outputs, fit.n)
-            report.n_epochs = epoch + 1
-            if not finite:
-                raise DivergenceError(
-                    f"The weights overflowed to inf/NaN at epoch {epoch + 1}: the "
-                    f"learning rate (learning_rate={config.schedule.kind!r}, "
-                    f"eta0={config.schedule.eta0}) is too large for this data. Lower "
-                    "eta0, choose a decaying learning_rate, or scale X (e.g. with "
-                    "StandardScaler)."
-                )
-            report.loss_curve.append(float(mean_loss.sum()))
-            score = validation_score(state) if validation_score is not None else None
-            eta = None
-            if config.verbose >= 2:
-                eta = current_learning_rate(backend.xp, state, config, config.batch_size)
-                eta = eta if isinstance(eta, float) else float(np.max(to_namespace(eta, np)))
-            progress.epoch(
+            outcome = close_epoch(
                 backend.xp,
                 state,
-                float(mean_loss.sum()),
-                float(objective.sum()),
-                None if score is None else float(np.mean(score)),
-                eta,
+                config,
+                report,
+                progress,
+                rule,
+                (mean_loss, objective, finite),
+                validation_score,
+                use_stopping_rule,
             )
-            if not use_stopping_rule or config.tol is None:
-                continue
-            # the reference engine's per-column rule: stop a column, or divide its rate
-            watched = objective if score is None else np.atleast_1d(score)
-            if getattr(config.loss, "joint", False):
-                # coupled columns converge together: one rule on their total
-                watched = np.sum(objective) if score is None else np.mean(score)
-            stalled = rule.update(watched)
-            newly_stopped = np.zeros(n_outputs, dtype=bool)
-            adaptive = None if state.adaptive_eta is None else list(state.adaptive_eta)
-            for column in np.flatnonzero(stalled):
-                if adaptive is not None and adaptive[column] > MIN_ADAPTIVE_ETA:
-                    adaptive[column] /= ADAPTIVE_DIVISOR
-                    rule.no_improvement[column] = 0
-                else:
-                    newly_stopped[column] = True
-            if adaptive is not None and tuple(adaptive) != state.adaptive_eta:
-                state.adaptive_eta = tuple(adaptive)
+            if outcome.adaptive_changed:
                 fit.set_adaptive_eta(state.adaptive_eta)
-            if newly_stopped.any():
-                rule.active &= ~newly_stopped
-                if not rule.active.any():
-                    report.converged = True
-                    progress.converged()
-                    break
+            if outcome.converged:
+                break
+            if outcome.froze:
                 fit.freeze(rule.active)
     progress.finished(backend.xp, state, config.batch_size)
     return report
