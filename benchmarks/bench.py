@@ -361,6 +361,21 @@ def torch_targets(torch, y, task: str, loss: str, device):
     return positive if loss == "log_loss" else 2.0 * positive - 1.0
 
 
+def torch_predictor(torch, X_test, task: str):
+    """``predict(model)``: the linear layer's predictions on ``X_test``, on the host."""
+
+    def predict(model):
+        with torch.no_grad():
+            out = model(X_test)
+        if task == "regression":
+            return to_host(out[:, 0])
+        if task == "multiclass":
+            return to_host(out.argmax(dim=1))
+        return to_host((out[:, 0] > 0).long())
+
+    return predict
+
+
 def torch_on_cuda(torch, args) -> bool:
     """PyTorch runs on CUDA when it can, unless --quick / --no-gpu / --torch-device cpu."""
     if args.torch_device == "cpu" or args.quick or args.no_gpu:
@@ -415,14 +430,7 @@ def run_torch(ds: Dataset, case: Case, hp: dict, args, cupy=None) -> dict:
 
         return go
 
-    def predict(model):
-        with torch.no_grad():
-            out = model(X_test)
-        if case.task == "regression":
-            return to_host(out[:, 0])
-        if case.task == "multiclass":
-            return to_host(out.argmax(dim=1))
-        return to_host((out[:, 0] > 0).long())
+    predict = torch_predictor(torch, X_test, case.task)
 
     record = _measure(
         train(args.epochs),
@@ -512,14 +520,7 @@ def run_torch_graph(ds: Dataset, case: Case, hp: dict, args, cupy=None) -> dict:
 
         return go
 
-    def predict(model):
-        with torch.no_grad():
-            out = model(X_test)
-        if case.task == "regression":
-            return to_host(out[:, 0])
-        if case.task == "multiclass":
-            return to_host(out.argmax(dim=1))
-        return to_host((out[:, 0] > 0).long())
+    predict = torch_predictor(torch, X_test, case.task)
 
     record = _measure(
         train(args.epochs),
