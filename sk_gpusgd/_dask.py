@@ -427,9 +427,9 @@ def train_on_dask(estimator, X, y, *, coef_init, intercept_init, sample_weight, 
     if partial:
         # a new partial_fit call continues the rounds' seeds where the last one stopped
         seed = int(np.random.SeedSequence([seed, state.samples_seen]).generate_state(1)[0])
-    rule = EpochRule(config, None, use_stopping_rule=not partial)
-    rounds_per_epoch = _rounds_per_epoch(sync_every, block_rows, config.batch_size)
     max_epochs = 1 if partial else int(estimator.max_iter)
+    rule = EpochRule(config, None, use_stopping_rule=not partial, max_epochs=max_epochs)
+    rounds_per_epoch = _rounds_per_epoch(sync_every, block_rows, config.batch_size)
     devices: list = []
     try:
         round_index = 0

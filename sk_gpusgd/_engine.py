@@ -635,10 +635,12 @@ def close_epoch(
     summary,
     validation_score,
     use_stopping_rule: bool,
+    joint: bool | None = None,
 ) -> EpochOutcome:
     """The end of an epoch, shared by every engine: report, progress, stopping rule.
 
-    ``summary`` is ``(mean_loss, objective, finite)`` per output column. Raises
+    ``summary`` is ``(mean_loss, objective, finite)`` per output column;
+    ``joint`` (default: the loss') stops all columns together on their total. Raises
     :class:`DivergenceError` when the weights are no longer finite; otherwise
     records the epoch, prints its progress, and applies scikit-learn's rule to
     each column: divide a stalled 'adaptive' rate, or stop the column.
@@ -672,7 +674,7 @@ def close_epoch(
     if not use_stopping_rule or config.tol is None:
         return outcome
     watched = objective if score is None else np.atleast_1d(score)
-    if config.loss.joint:
+    if config.loss.joint if joint is None else joint:
         # coupled columns converge together: one rule on their total
         watched = np.sum(objective) if score is None else np.mean(score)
     stalled = rule.update(watched)

@@ -1,33 +1,33 @@
 """The per-epoch stopping rule, for training loops that call the engine piecewise.
 
-The streamed fit (chunks of the data through the device) and the Dask fit
-(rounds of local training and averaging) run :func:`sk_gpusgd._engine.run` on
-pieces of an epoch, so the engine's own stopping rule never sees a whole
-epoch. :class:`EpochRule` applies the rule once per whole epoch, to the whole
-model: mean loss plus the penalty of the epoch's final weights (or the mean of
-the validation scores) must improve by ``tol`` within ``n_iter_no_change``
-epochs; the 'adaptive' rate is divided by 5 instead of stopping while it is
-above its floor. Unlike the in-memory engine, the one-vs-rest columns stop
-together and the penalty is not summed row by row.
+The Dask fit (rounds of local training and averaging) runs
+:func:`sk_gpusgd._engine.run` on pieces of an epoch, so the engine's own
+stopping rule never sees a whole epoch. :class:`EpochRule` closes each whole
+epoch with the engine's own :func:`sk_gpusgd._engine.close_epoch`, for the
+whole model: mean loss plus the penalty of the epoch's final weights (or the
+mean of the validation scores) must improve by ``tol`` within
+``n_iter_no_change`` epochs; the 'adaptive' rate is divided by 5 instead of
+stopping while it is above its floor. Unlike the in-memory engine, the
+one-vs-rest columns stop together and the penalty is not summed row by row.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 
 import numpy as np
 
 from ._backend import to_namespace
 from ._engine import (
-    DivergenceError,
     EngineConfig,
     RunReport,
+    StoppingRule,
     TrainingState,
+    close_epoch,
     penalty_columns,
 )
-from ._schedules import ADAPTIVE_DIVISOR, MIN_ADAPTIVE_ETA
+from ._progress import FitProgress
 
 
 class EpochRule:
@@ -41,6 +41,8 @@ class EpochRule:
         ``validation_score(state) -> float``, watched instead of the objective.
     use_stopping_rule : bool
         False for ``partial_fit``: never stop early.
+    max_epochs : int
+        Epochs the loop may run (for the progress output).
     """
 
     def __init__(
@@ -48,15 +50,15 @@ class EpochRule:
         config: EngineConfig,
         validation_score: Callable[[TrainingState], float] | None = None,
         use_stopping_rule: bool = True,
+        max_epochs: int = 1,
     ):
         self.config = config
         self.validation_score = validation_score
         self.use_stopping_rule = use_stopping_rule
+        self.max_epochs = max_epochs
         self.report = RunReport()
-        self._best_objective = math.inf
-        self._best_score = -math.inf
-        self._no_improvement = 0
-        self._started = time.perf_counter()
+        self._rule = None
+        self._progress = None
 
     def end_epoch(self, xp, state: TrainingState, loss_sum: float, n_samples: int) -> bool:
         """Record one whole epoch; True when the fit should stop.
@@ -67,8 +69,13 @@ class EpochRule:
             When the weights or the loss stopped being finite.
         """
         config = self.config
-        epoch = self.report.n_epochs + 1
-        mean_loss = float(loss_sum) / n_samples
+        n_outputs = int(state.coef.shape[1])
+        if self._rule is None:
+            early = self.validation_score is not None
+            self._rule = StoppingRule(config, n_outputs, early_stopping=early)
+            self._progress = FitProgress(config.verbose, self.max_epochs, n_samples)
+        if state.adaptive_eta is None and config.schedule.kind == "adaptive":
+            state.adaptive_eta = (float(config.schedule.eta0),) * n_outputs
         coef, intercept = state.model_weights()
         penalty_per_column = penalty_columns(xp, coef, config.optimizer)
         penalty = 0.0 if penalty_per_column is None else xp.sum(penalty_per_column)
@@ -76,44 +83,23 @@ class EpochRule:
             [xp.asarray(penalty, dtype=coef.dtype), xp.sum(state.coef) + xp.sum(intercept)]
         )
         penalty, probe = (float(v) for v in to_namespace(summary, np))
-        if not (math.isfinite(mean_loss) and math.isfinite(probe)):
-            raise DivergenceError(
-                f"The weights overflowed to inf/NaN at epoch {epoch}: the learning rate "
-                f"(learning_rate={config.schedule.kind!r}, eta0={config.schedule.eta0}) is "
-                "too large for this data. Lower eta0, choose a decaying learning_rate, or "
-                "scale X (e.g. with StandardScaler)."
-            )
-        self.report.n_epochs = epoch
-        self.report.loss_curve.append(mean_loss)
-        objective = mean_loss + penalty
-        score = None
-        if self.validation_score is not None:
-            # one rule for the whole model: the mean of the per-column scores
-            score = float(np.mean(self.validation_score(state)))
-            improved = config.tol is None or score >= self._best_score + config.tol
-            self._best_score = max(self._best_score, score)
-        else:
-            improved = config.tol is None or objective <= self._best_objective - config.tol
-            self._best_objective = min(self._best_objective, objective)
-        if config.verbose:
-            extra = "" if score is None else f", validation score: {score:.6f}"
-            print(
-                f"-- Epoch {epoch}: avg. loss {mean_loss:.6f}, objective {objective:.6f}, "
-                f"steps {state.steps}{extra}, {time.perf_counter() - self._started:.2f} s"
-            )
-        if not self.use_stopping_rule or config.tol is None:
-            return False
-        self._no_improvement = 0 if improved else self._no_improvement + 1
-        if self._no_improvement < config.n_iter_no_change:
-            return False
-        if config.schedule.kind == "adaptive":
-            current = state.adaptive_eta or (float(config.schedule.eta0),)
-            if max(current) > MIN_ADAPTIVE_ETA:
-                n_outputs = int(state.coef.shape[1])
-                state.adaptive_eta = (max(current) / ADAPTIVE_DIVISOR,) * n_outputs
-                self._no_improvement = 0
-                return False
-        self.report.converged = True
-        if config.verbose:
-            print(f"Convergence after {epoch} epochs")
-        return True
+        mean_loss = float(loss_sum) / n_samples
+        # the whole model as one column: the loss and penalty in the first, zeros elsewhere
+        losses = np.zeros(n_outputs)
+        losses[0] = mean_loss
+        objectives = losses.copy()
+        objectives[0] += penalty
+        finite = math.isfinite(mean_loss) and math.isfinite(probe)
+        outcome = close_epoch(
+            xp,
+            state,
+            config,
+            self.report,
+            self._progress,
+            self._rule,
+            (losses, objectives, finite),
+            self.validation_score,
+            self.use_stopping_rule,
+            joint=True,
+        )
+        return outcome.converged
