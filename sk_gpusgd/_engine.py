@@ -259,10 +259,23 @@ def penalty_columns(xp, coef, optimizer: OptimizerConfig):
 
 
 def epoch_pass(X):
-    """The one-pass function for X: the sparse pass for CSR, the dense pass otherwise."""
+    """The one-pass function for X: compiled where it can be, else the sparse or dense pass."""
+    return default_epoch
+
+
+def default_epoch(xp, state: TrainingState, data: TrainingData, config, order, frozen):
+    """One pass: the compiled epoch where it covers the fit, else the NumPy pass.
+
+    Both give the same result up to rounding; :mod:`._compiled` says what the
+    compiled one covers.
+    """
+    from . import _compiled
     from ._sparse import sparse_epoch
 
-    return sparse_epoch if is_sparse(X) else _dense_epoch
+    if _compiled.unsupported_reason(xp, state, data, config) is None:
+        return _compiled.compiled_epoch(xp, state, data, config, order, frozen)
+    numpy_pass = sparse_epoch if is_sparse(data.X) else _dense_epoch
+    return numpy_pass(xp, state, data, config, order, frozen)
 
 
 class EpochTotals:
@@ -562,7 +575,7 @@ def run(
         False for ``partial_fit``: run exactly ``max_epochs`` epochs.
     epoch_runner : callable, optional
         ``epoch_runner(xp, state, data, config, order, frozen) -> EpochTotals``,
-        one pass over the rows in ``order``; the dense or sparse pass by default
+        one pass over the rows in ``order``; :func:`default_epoch` by default
         (the streamed fit passes one that walks the data chunk by chunk).
     next_permutation : callable, optional
         ``next_permutation(n) -> order``; by default from ``random_state``, on
@@ -577,15 +590,13 @@ def run(
     DivergenceError
         When the weights or the loss stop being finite.
     """
-    from ._sparse import sparse_epoch
-
     report = RunReport()
     n_samples = data.n_samples
     n_outputs = int(state.coef.shape[1])
     if next_permutation is None:
         next_permutation = permutation_source(xp, random_state, data.X)
     if epoch_runner is None:
-        epoch_runner = sparse_epoch if is_sparse(data.X) else _dense_epoch
+        epoch_runner = default_epoch
     rule = StoppingRule(config, n_outputs, early_stopping=validation_score is not None)
     if state.adaptive_eta is None and config.schedule.kind == "adaptive":
         state.adaptive_eta = (float(config.schedule.eta0),) * n_outputs

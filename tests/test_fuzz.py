@@ -540,10 +540,17 @@ class Interrupt(KeyboardInterrupt):
     sparse_X=st.booleans(),
     momentum=st.sampled_from([0.0, 0.9]),
     average=st.sampled_from([False, 2]),
+    compiled=st.booleans(),
 )
 def test_interrupted_fit_leaves_the_model_as_it_was(
-    classifier, after_steps, method, sparse_X, momentum, average
+    classifier, after_steps, method, sparse_X, momentum, average, compiled
 ):
+    """Ctrl-C in the middle of a fit leaves the fitted model as it was.
+
+    The NumPy engine is interrupted between two steps of an epoch; the
+    compiled epoch (one C call) can only be interrupted between epochs, so
+    there the interruption comes at the end of the first one.
+    """
     X, y = _base_data(5, 40, classifier)
     if sparse_X:
         X = sp.csr_matrix(X)
@@ -551,18 +558,24 @@ def test_interrupted_fit_leaves_the_model_as_it_was(
     model = _estimator(classifier, warm_start=method == "warm_fit", **params).fit(X, y)
     before = _snapshot(model)
     calls = {"n": 0}
-    original = sk_gpusgd._engine.momentum_step
+    hooks = [(sk_gpusgd._engine, "close_epoch")]
+    if not compiled:
+        hooks = [(sk_gpusgd._engine, "momentum_step"), (sk_gpusgd._sparse, "momentum_step")]
+    original = getattr(*hooks[0])
+    threshold = 1 if compiled else after_steps
 
     def interrupting(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] >= after_steps:
+        if calls["n"] >= threshold:
             raise Interrupt
         return original(*args, **kwargs)
 
     call = model.partial_fit if method == "partial_fit" else model.fit
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sk_gpusgd._engine, "momentum_step", interrupting)
-        patch.setattr(sk_gpusgd._sparse, "momentum_step", interrupting)
+        if not compiled:
+            patch.setenv("SK_GPUSGD_COMPILED", "0")
+        for module, name in hooks:
+            patch.setattr(module, name, interrupting)
         with pytest.raises(Interrupt):
             call(X, y)
     assert _same(before, vars(model)), "an interrupted fit changed the model"

@@ -1,0 +1,305 @@
+"""The CPU engine's compiled epoch: the NumPy step in C, one call per epoch.
+
+The reference engine (:mod:`._engine`, :mod:`._sparse`) costs about thirty
+NumPy calls per step, whatever the batch: tens of microseconds of overhead
+that dominate small batches, few features and sparse rows, where
+scikit-learn's per-sample Cython loop spends well under a microsecond a row.
+``sk_gpusgd/_cpu/sgd_cpu.c`` runs the same step, operation for operation, over
+a whole epoch in one call (arithmetic in float64, weights stored in their own
+dtype), so the CPU pays the cost of the rows, not of Python.
+
+It covers what the estimators' defaults and most fits use: every loss but the
+multinomial one, every schedule, L2/L1/elasticnet, decoupled weight decay,
+class and sample weights, averaging, preconditioning, dense float32/float64 and
+CSR. Momentum, gradient clipping, half-precision X and the multinomial loss run
+in NumPy (:func:`unsupported_reason` names why). ``SK_GPUSGD_COMPILED=0`` turns
+the compiled epoch off, and a build without a C compiler leaves it out; the
+NumPy engine then runs everything, with the same results up to rounding.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import importlib.util
+import os
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._engine import EpochTotals
+
+ENV_SWITCH = "SK_GPUSGD_COMPILED"
+# codes of sgd_cpu.c's enums
+LOSS_CODES = {
+    "hinge": 0,
+    "perceptron": 0,
+    "squared_hinge": 1,
+    "log_loss": 2,
+    "modified_huber": 3,
+    "squared_error": 4,
+    "huber": 5,
+    "epsilon_insensitive": 6,
+    "squared_epsilon_insensitive": 7,
+}
+SCHEDULE_CODES = {
+    "constant": 0,
+    "optimal": 1,
+    "invscaling": 2,
+    "adaptive": 3,
+    "pa1": 4,
+    "pa2": 5,
+}
+COMPILED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+_int64 = ctypes.c_int64
+_double = ctypes.c_double
+_pointer = ctypes.c_void_p
+
+
+class _Config(ctypes.Structure):
+    """``SgdConfig`` of sgd_cpu.c."""
+
+    _fields_ = [
+        (name, _int64)
+        for name in (
+            "n_samples",
+            "n_features",
+            "n_outputs",
+            "batch_size",
+            "average_start",
+            "loss",
+            "schedule",
+            "fit_intercept",
+            "scaled",
+            "with_penalty",
+            "bounded",
+            "index64",
+            "pa_sign_from_target",
+        )
+    ] + [
+        (name, _double)
+        for name in (
+            "loss_parameter",
+            "eta0",
+            "alpha",
+            "power_t",
+            "optimal_offset",
+            "mean_squared_norm",
+            "top_eigenvalue",
+            "curvature",
+            "l2",
+            "l1",
+            "decay",
+            "intercept_scale",
+        )
+    ]
+
+
+class _Arrays(ctypes.Structure):
+    """``SgdArrays`` of sgd_cpu.c: pointers, NULL for an absent array."""
+
+    _fields_ = [
+        (name, _pointer)
+        for name in (
+            "X_data",
+            "X_indices",
+            "X_indptr",
+            "order",
+            "targets",
+            "sample_weight",
+            "positive_weight",
+            "negative_weight",
+            "mask",
+            "coef",
+            "intercept",
+            "adaptive_eta",
+            "mean",
+            "inv_scale",
+            "average_coef",
+            "average_intercept",
+            "l1_applied",
+            "l1_total",
+            "loss_total",
+            "penalty_total",
+            "counters",
+        )
+    ]
+
+
+@functools.lru_cache(maxsize=1)
+def _epoch_function():
+    """``sgd_epoch`` of the built extension, or None where it was not built."""
+    spec = importlib.util.find_spec("sk_gpusgd._sgd_cpu")
+    if spec is None or not spec.origin:
+        return None
+    try:
+        library = ctypes.CDLL(spec.origin)
+    except OSError:
+        return None
+    function = library.sgd_epoch
+    function.argtypes = [ctypes.POINTER(_Config), ctypes.POINTER(_Arrays), _int64, _int64]
+    function.restype = ctypes.c_int
+    return function
+
+
+def available() -> bool:
+    """Whether the compiled epoch is built and not turned off."""
+    return os.environ.get(ENV_SWITCH, "1") != "0" and _epoch_function() is not None
+
+
+def unsupported_reason(xp, state, data, config) -> str | None:
+    """Why this epoch must run in NumPy, or None when the compiled epoch can run it."""
+    if os.environ.get(ENV_SWITCH, "1") == "0":
+        return f"turned off by {ENV_SWITCH}=0"
+    if _epoch_function() is None:
+        return "the compiled extension sk_gpusgd._sgd_cpu is not built"
+    if xp is not np:
+        return "not NumPy data"
+    opt = config.optimizer
+    if opt.uses_momentum:
+        return "momentum"
+    if opt.clip_norm is not None or opt.clip_value is not None:
+        return "gradient clipping"
+    if config.compute_dtype is not None:
+        return "half-precision X"
+    if config.loss.name not in LOSS_CODES or config.loss.joint:
+        return "the multinomial loss"
+    coef = state.coef
+    if not isinstance(coef, np.ndarray) or coef.dtype not in COMPILED_DTYPES:
+        return "weights that are not float32/float64 NumPy arrays"
+    X = data.X
+    if sp.issparse(X):
+        if X.format != "csr" or X.dtype != coef.dtype or state.preconditioned:
+            return "sparse X that is not CSR in the weights' dtype"
+    elif not isinstance(X, np.ndarray) or X.dtype != coef.dtype or X.ndim != 2:
+        return "X that is not a NumPy array in the weights' dtype"
+    return None
+
+
+def _pointer_of(array) -> int | None:
+    return None if array is None else array.ctypes.data
+
+
+def _contiguous(array, dtype):
+    """A C-contiguous array of ``dtype`` (itself when it already is one), or None."""
+    if array is None:
+        return None
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def compiled_epoch(xp, state, data, config, order, frozen) -> EpochTotals:
+    """One pass over the rows in ``order``, in C; the engine's epoch signature.
+
+    Updates ``state`` as the NumPy pass would and returns the epoch's totals.
+    """
+    coef = state.coef
+    dtype = coef.dtype
+    n_features, n_outputs = coef.shape
+    opt = config.optimizer
+    schedule = config.schedule
+    scaling = config.scaling
+    totals = EpochTotals(config)
+    sparse = sp.issparse(data.X)
+    # the C code writes in place: the state's arrays must be contiguous and its own
+    state.coef = coef = np.ascontiguousarray(coef)
+    state.intercept = intercept = np.ascontiguousarray(state.intercept, dtype=dtype)
+    if opt.l1 and state.l1_applied is None:
+        state.l1_applied = np.zeros_like(coef)
+    l1_total = np.ascontiguousarray(np.broadcast_to(state.l1_total, (n_outputs,)), np.float64)
+    if config.average_start and state.average_coef is None:
+        if state.samples_seen + data.n_samples >= config.average_start:
+            state.average_coef = np.zeros_like(coef)
+            state.average_intercept = np.zeros_like(intercept)
+    counters = np.array([state.samples_seen, state.steps, state.n_averaged], dtype=np.int64)
+    loss_total = np.zeros(n_outputs)
+    penalty_total = np.zeros(n_outputs)
+    adaptive = None
+    if schedule.kind == "adaptive" and state.adaptive_eta is not None:
+        adaptive = np.asarray(state.adaptive_eta, dtype=np.float64)
+    keep = []  # the arrays whose pointers the call uses, alive until it returns
+
+    def address(array):
+        keep.append(array)
+        return _pointer_of(array)
+
+    X = data.X
+    index64 = 0
+    if sparse:
+        X_data, X_indices, X_indptr = X.data, X.indices, X.indptr
+        if X_indices.dtype != X_indptr.dtype or X_indices.dtype not in (np.int32, np.int64):
+            X_indices = X_indices.astype(np.int64)
+            X_indptr = X_indptr.astype(np.int64)
+        index64 = int(X_indices.dtype == np.int64)
+        X_data, X_indices, X_indptr = map(np.ascontiguousarray, (X_data, X_indices, X_indptr))
+    else:
+        X_data, X_indices, X_indptr = np.ascontiguousarray(X), None, None
+    arrays = _Arrays(
+        X_data=address(X_data),
+        X_indices=address(X_indices),
+        X_indptr=address(X_indptr),
+        order=address(None if order is None else np.ascontiguousarray(order, dtype=np.int64)),
+        targets=address(_contiguous(data.targets, dtype)),
+        sample_weight=address(_contiguous(data.sample_weight, dtype)),
+        positive_weight=address(_contiguous(data.positive_weight, dtype)),
+        negative_weight=address(_contiguous(data.negative_weight, dtype)),
+        mask=address(_contiguous(frozen.mask, dtype)),
+        coef=address(coef),
+        intercept=address(intercept),
+        adaptive_eta=address(adaptive),
+        mean=address(_contiguous(state.feature_mean, dtype)),
+        inv_scale=address(_contiguous(state.feature_inv_scale, dtype)),
+        average_coef=address(state.average_coef),
+        average_intercept=address(state.average_intercept),
+        l1_applied=address(state.l1_applied),
+        l1_total=address(l1_total),
+        loss_total=address(loss_total),
+        penalty_total=address(penalty_total),
+        counters=address(counters),
+    )
+    for name in ("average_coef", "average_intercept", "l1_applied"):
+        value = getattr(state, name)
+        if value is not None and not value.flags.c_contiguous:
+            raise ValueError(f"the training state's {name} is not C-contiguous")
+    loss = config.loss
+    cfg = _Config(
+        n_samples=data.n_samples,
+        n_features=n_features,
+        n_outputs=n_outputs,
+        batch_size=config.batch_size,
+        average_start=config.average_start,
+        loss=LOSS_CODES[loss.name],
+        schedule=SCHEDULE_CODES[schedule.kind],
+        fit_intercept=int(config.fit_intercept),
+        scaled=int(scaling is not None),
+        with_penalty=int(totals.with_penalty),
+        bounded=int(loss.bounded),
+        index64=index64,
+        pa_sign_from_target=int(loss.name == "hinge"),
+        loss_parameter=float(getattr(loss, "threshold", getattr(loss, "epsilon", 0.0))),
+        eta0=float(schedule.eta0),
+        alpha=float(schedule.alpha),
+        power_t=float(schedule.power_t),
+        optimal_offset=float(schedule.optimal_offset),
+        mean_squared_norm=0.0 if scaling is None else float(scaling.mean_squared_norm),
+        top_eigenvalue=0.0 if scaling is None else float(scaling.top_eigenvalue),
+        curvature=float(loss.curvature),
+        l2=float(opt.l2),
+        l1=float(opt.l1),
+        decay=float(opt.decoupled_decay),
+        intercept_scale=float(config.intercept_scale),
+    )
+    status = _epoch_function()(
+        ctypes.byref(cfg), ctypes.byref(arrays), int(dtype == np.float32), int(sparse)
+    )
+    if status != 0:
+        raise MemoryError("the compiled SGD epoch could not allocate its work buffers")
+    state.samples_seen, state.steps, state.n_averaged = (int(value) for value in counters)
+    if opt.l1:
+        # one total per column; a float while every column shares one rate
+        same = np.all(l1_total == l1_total[0])
+        state.l1_total = float(l1_total[0]) if same and np.ndim(state.l1_total) == 0 else l1_total
+    totals.loss = loss_total.astype(dtype)
+    if totals.with_penalty:
+        totals.penalty = penalty_total.astype(dtype)
+    return totals

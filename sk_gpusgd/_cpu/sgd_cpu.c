@@ -1,0 +1,218 @@
+// Compiled epochs of the CPU engine: the NumPy engine's minibatch step, one call per epoch.
+//
+// A Python extension module only so that setuptools builds and installs it; Python calls
+// sgd_epoch() through ctypes (sk_gpusgd/_compiled.py), which also documents the structs.
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+// Loss and schedule codes: LOSS_CODES and SCHEDULE_CODES in _compiled.py.
+enum {
+    LOSS_HINGE = 0,
+    LOSS_SQUARED_HINGE = 1,
+    LOSS_LOG = 2,
+    LOSS_MODIFIED_HUBER = 3,
+    LOSS_SQUARED_ERROR = 4,
+    LOSS_HUBER = 5,
+    LOSS_EPSILON_INSENSITIVE = 6,
+    LOSS_SQUARED_EPSILON_INSENSITIVE = 7
+};
+enum {
+    SCHEDULE_CONSTANT = 0,
+    SCHEDULE_OPTIMAL = 1,
+    SCHEDULE_INVSCALING = 2,
+    SCHEDULE_ADAPTIVE = 3,
+    SCHEDULE_PA1 = 4,
+    SCHEDULE_PA2 = 5
+};
+enum { COUNTER_SAMPLES = 0, COUNTER_STEPS = 1, COUNTER_AVERAGED = 2 };
+
+// scikit-learn clips each sample's loss derivative to this magnitude
+#define MAX_DLOSS 1e12
+// renormalise the sparse weight scale before it underflows
+#define MIN_WEIGHT_SCALE 1e-9
+
+typedef struct {
+    int64_t n_samples, n_features, n_outputs, batch_size, average_start;
+    int64_t loss, schedule, fit_intercept, scaled, with_penalty, bounded, index64;
+    int64_t pa_sign_from_target;
+    double loss_parameter, eta0, alpha, power_t, optimal_offset;
+    double mean_squared_norm, top_eigenvalue, curvature;
+    double l2, l1, decay, intercept_scale;
+} SgdConfig;
+
+typedef struct {
+    const void *X_data, *X_indices, *X_indptr;
+    const int64_t* order;
+    const void *targets, *sample_weight, *positive_weight, *negative_weight, *mask;
+    void *coef, *intercept;
+    const double* adaptive_eta;
+    const void *mean, *inv_scale;
+    void *average_coef, *average_intercept, *l1_applied;
+    double *l1_total, *loss_total, *penalty_total;
+    int64_t* counters;
+} SgdArrays;
+
+static void loss_value_and_derivative(int64_t loss, double parameter, double p, double y,
+                                      double* value, double* slope) {
+    switch (loss) {
+        case LOSS_HINGE: {
+            const double margin = parameter - y * p;
+            *value = margin < 0 ? 0.0 : margin;
+            *slope = margin >= 0.0 ? -y : 0.0;
+            return;
+        }
+        case LOSS_SQUARED_HINGE: {
+            double margin = 1.0 - y * p;
+            if (margin < 0) margin = 0.0;
+            *value = margin * margin;
+            *slope = -2.0 * y * margin;
+            return;
+        }
+        case LOSS_LOG: {
+            const double z = y * p;
+            const double e = exp(-fabs(z));
+            *value = (-z < 0 ? 0.0 : -z) + log1p(e);
+            *slope = -y * (z >= 0 ? e / (1.0 + e) : 1.0 / (1.0 + e));
+            return;
+        }
+        case LOSS_MODIFIED_HUBER: {
+            const double z = y * p;
+            if (z >= 1.0) {
+                *value = 0.0;
+                *slope = 0.0;
+            } else if (z >= -1.0) {
+                *value = (1.0 - z) * (1.0 - z);
+                *slope = -2.0 * y * (1.0 - z);
+            } else {
+                *value = -4.0 * z;
+                *slope = -4.0 * y;
+            }
+            return;
+        }
+        case LOSS_SQUARED_ERROR: {
+            const double residual = p - y;
+            *value = 0.5 * residual * residual;
+            *slope = residual;
+            return;
+        }
+        case LOSS_HUBER: {
+            const double residual = p - y;
+            const double absolute = fabs(residual);
+            *value = absolute <= parameter ? 0.5 * residual * residual
+                                           : parameter * absolute - 0.5 * parameter * parameter;
+            *slope = residual > parameter ? parameter : (residual < -parameter ? -parameter : residual);
+            return;
+        }
+        case LOSS_EPSILON_INSENSITIVE: {
+            const double residual = y - p;
+            const double excess = fabs(residual) - parameter;
+            *value = excess < 0 ? 0.0 : excess;
+            *slope = (double)(residual < -parameter) - (double)(residual > parameter);
+            return;
+        }
+        default: {  // LOSS_SQUARED_EPSILON_INSENSITIVE
+            const double residual = y - p;
+            double excess = fabs(residual) - parameter;
+            if (excess < 0) excess = 0.0;
+            *value = excess * excess;
+            *slope = residual > parameter    ? -2.0 * (residual - parameter)
+                     : residual < -parameter ? -2.0 * (residual + parameter)
+                                             : 0.0;
+            return;
+        }
+    }
+}
+
+static double clip_derivative(double slope) {
+    // comparisons, not fmin/fmax: a NaN stays NaN and the divergence check sees it
+    return slope > MAX_DLOSS ? MAX_DLOSS : (slope < -MAX_DLOSS ? -MAX_DLOSS : slope);
+}
+
+// The passive-aggressive step of one row, divided by eta0 (the step is eta0 times it).
+static double passive_aggressive_derivative(const SgdConfig* cfg, double loss, double p, double y,
+                                            double squared_norm) {
+    double step;
+    if (cfg->schedule == SCHEDULE_PA1) {
+        step = 0.0;
+        if (squared_norm > 0) {
+            step = loss / squared_norm;
+            if (step > cfg->eta0) step = cfg->eta0;
+        }
+    } else {
+        step = loss / (squared_norm + 0.5 / cfg->eta0);
+    }
+    const double sign = cfg->pa_sign_from_target ? y : 1.0 - 2.0 * (double)(y - p < 0);
+    return -(step * sign) / cfg->eta0;
+}
+
+static double shrink_factor(double eta, double decay) {
+    const double factor = 1.0 - eta * decay;
+    return factor < 0 ? 0.0 : factor;
+}
+
+// The rate of every output column for a step over `rows` rows (sample clock t = seen + 1).
+static void step_rates(const SgdConfig* cfg, const SgdArrays* a, int64_t rows, double* eta) {
+    const double t = (double)(a->counters[COUNTER_SAMPLES] + 1);
+    double rate = cfg->eta0;
+    if (cfg->schedule == SCHEDULE_OPTIMAL) rate = 1.0 / (cfg->alpha * (cfg->optimal_offset + t - 1.0));
+    if (cfg->schedule == SCHEDULE_INVSCALING) rate = cfg->eta0 / pow(t, cfg->power_t);
+    double best = 0.0;
+    const int scaled = cfg->scaled && rows > 1;
+    if (scaled) {
+        const double beta = cfg->mean_squared_norm, lam = cfg->top_eigenvalue;
+        const double gain = beta > 0 ? (double)rows * beta / (beta + lam * (double)(rows - 1)) : 1.0;
+        best = gain / (cfg->curvature * beta);
+    }
+    for (int64_t k = 0; k < cfg->n_outputs; ++k) {
+        double eta_k = rate;
+        if (cfg->schedule == SCHEDULE_ADAPTIVE && a->adaptive_eta) eta_k = a->adaptive_eta[k];
+        if (scaled) {
+            // min(rows * eta, max(eta, best)): linear scaling, capped by the batch's curvature
+            const double floor = eta_k > best ? eta_k : best;
+            const double linear = (double)rows * eta_k;
+            eta_k = linear < floor ? linear : floor;
+        }
+        eta[k] = eta_k;
+    }
+}
+
+static int64_t index_at(const void* array, int64_t wide, int64_t i) {
+    return wide ? ((const int64_t*)array)[i] : (int64_t)((const int32_t*)array)[i];
+}
+
+#define FN(name) name##_f64
+#define REAL double
+#include "sgd_epoch.h"
+#undef REAL
+#undef FN
+
+#define FN(name) name##_f32
+#define REAL float
+#include "sgd_epoch.h"
+#undef REAL
+#undef FN
+
+// One epoch; returns 0, or 1 when a work buffer could not be allocated.
+#if defined(_WIN32)
+__declspec(dllexport)
+#else
+__attribute__((visibility("default")))
+#endif
+int sgd_epoch(const SgdConfig* cfg, const SgdArrays* arrays, int64_t single_precision, int64_t sparse) {
+    // ctypes.CDLL releases the GIL around this call: other Python threads run meanwhile
+    if (single_precision) return sparse ? epoch_sparse_f32(cfg, arrays) : epoch_dense_f32(cfg, arrays);
+    return sparse ? epoch_sparse_f64(cfg, arrays) : epoch_dense_f64(cfg, arrays);
+}
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_sgd_cpu",
+    .m_doc = "Compiled epochs of the CPU engine (called through ctypes).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit__sgd_cpu(void) { return PyModule_Create(&module); }

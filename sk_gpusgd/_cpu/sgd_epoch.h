@@ -1,0 +1,418 @@
+// One epoch of minibatch SGD on the CPU, for one floating type.
+//
+// Included twice by sgd_cpu.c, with REAL = double / float and FN(name) giving the
+// type's names. The step is the NumPy engine's (sk_gpusgd/_engine.py, _sparse.py),
+// operation for operation; arithmetic is carried in double, storage is REAL.
+
+static double FN(dot_strided_1)(const REAL* x, const double* w, int64_t d) {
+    // four partial sums: independent chains the compiler can pipeline
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    int64_t j = 0;
+    for (; j + 4 <= d; j += 4) {
+        s0 += (double)x[j] * w[j];
+        s1 += (double)x[j + 1] * w[j + 1];
+        s2 += (double)x[j + 2] * w[j + 2];
+        s3 += (double)x[j + 3] * w[j + 3];
+    }
+    for (; j < d; ++j) s0 += (double)x[j] * w[j];
+    return (s0 + s1) + (s2 + s3);
+}
+
+static double FN(squared_norm_dense)(const REAL* x, int64_t d) {
+    double total = 0.0;
+    for (int64_t j = 0; j < d; ++j) total += (double)x[j] * (double)x[j];
+    return total;
+}
+
+// Loss value (added to the epoch's unweighted total) and weighted derivative of one row.
+static void FN(row_derivative)(const SgdConfig* cfg, const SgdArrays* a, int64_t row,
+                               const REAL* target, const double* decision, double* derivative,
+                               double squared_norm) {
+    const int64_t K = cfg->n_outputs;
+    const REAL* positive = (const REAL*)a->positive_weight;
+    const REAL* negative = (const REAL*)a->negative_weight;
+    const REAL* sample_weight = (const REAL*)a->sample_weight;
+    const REAL* mask = (const REAL*)a->mask;
+    for (int64_t k = 0; k < K; ++k) {
+        const double y = (double)target[k];
+        double value, slope;
+        loss_value_and_derivative(cfg->loss, cfg->loss_parameter, decision[k], y, &value, &slope);
+        a->loss_total[k] += value;
+        if (cfg->schedule >= SCHEDULE_PA1) {
+            slope = passive_aggressive_derivative(cfg, value, decision[k], y, squared_norm);
+        } else if (!cfg->bounded) {
+            slope = clip_derivative(slope);
+        }
+        double weight = 1.0;
+        int weighted = 0;
+        if (positive) {
+            weight = y > 0 ? (double)positive[k] : (double)negative[k];
+            weighted = 1;
+        }
+        if (sample_weight) {
+            weight = weighted ? weight * (double)sample_weight[row] : (double)sample_weight[row];
+            weighted = 1;
+        }
+        if (mask) {
+            weight = weighted ? weight * (double)mask[k] : (double)mask[k];
+            weighted = 1;
+        }
+        derivative[k] = weighted ? slope * weight : slope;
+    }
+}
+
+// The penalty of the model's weights before the step, once per row of the batch.
+static void FN(add_penalty_dense)(const SgdConfig* cfg, const SgdArrays* a, const double* model,
+                                  int64_t rows) {
+    const int64_t d = cfg->n_features, K = cfg->n_outputs;
+    for (int64_t k = 0; k < K; ++k) {
+        double squares = 0.0, absolute = 0.0;
+        for (int64_t j = 0; j < d; ++j) {
+            const double w = model[j * K + k];
+            squares += w * w;
+            absolute += fabs(w);
+        }
+        a->penalty_total[k] += (double)rows * (0.5 * cfg->l2 * squares + cfg->l1 * absolute);
+    }
+}
+
+static void FN(step_intercept)(const SgdConfig* cfg, REAL* intercept, const double* column_sum,
+                               const double* eta) {
+    if (!cfg->fit_intercept) return;
+    for (int64_t k = 0; k < cfg->n_outputs; ++k)
+        intercept[k] = (REAL)((double)intercept[k] - (eta[k] * cfg->intercept_scale) * column_sum[k]);
+}
+
+// Cumulative L1 (Tsuruoka et al. 2009): toward zero by what is pending, never across it.
+static double FN(l1_truncate_value)(double w, REAL* applied, double total) {
+    const double q = (double)*applied;
+    double truncated = w;
+    if (w > 0) {
+        truncated = w - (total + q);
+        if (truncated < 0) truncated = 0.0;
+    } else if (w < 0) {
+        truncated = w + (total - q);
+        if (truncated > 0) truncated = 0.0;
+    }
+    *applied = (REAL)(q + (truncated - w));
+    return truncated;
+}
+
+static void FN(l1_truncate)(REAL* w, REAL* applied, double total) {
+    *w = (REAL)FN(l1_truncate_value)((double)*w, applied, total);
+}
+
+// Running mean of the weights, per sample, once average_start samples were seen.
+static void FN(update_average)(const SgdConfig* cfg, const SgdArrays* a, int64_t rows,
+                               const REAL* coef, const REAL* intercept, int64_t size) {
+    const int64_t seen = a->counters[COUNTER_SAMPLES];
+    if (cfg->average_start <= 0 || seen < cfg->average_start) return;
+    int64_t counted = seen - cfg->average_start + 1;
+    if (counted > rows) counted = rows;
+    a->counters[COUNTER_AVERAGED] += counted;
+    const double rate = (double)counted / (double)a->counters[COUNTER_AVERAGED];
+    REAL* average = (REAL*)a->average_coef;
+    REAL* average_intercept = (REAL*)a->average_intercept;
+    for (int64_t i = 0; i < size; ++i)
+        average[i] = (REAL)((double)average[i] + rate * ((double)coef[i] - (double)average[i]));
+    for (int64_t k = 0; k < cfg->n_outputs; ++k)
+        average_intercept[k] = (REAL)((double)average_intercept[k] +
+                                      rate * ((double)intercept[k] - (double)average_intercept[k]));
+}
+
+static void FN(fold_scale)(REAL* coef, int64_t d, int64_t K, double* scale) {
+    for (int64_t j = 0; j < d; ++j)
+        for (int64_t k = 0; k < K; ++k) coef[j * K + k] = (REAL)((double)coef[j * K + k] * scale[k]);
+    for (int64_t k = 0; k < K; ++k) scale[k] = 1.0;
+}
+
+static void FN(lazy_norms_reset)(const REAL* coef, int64_t d, int64_t K, double* squares,
+                                 double* absolute) {
+    for (int64_t k = 0; k < K; ++k) squares[k] = absolute[k] = 0.0;
+    for (int64_t j = 0; j < d; ++j)
+        for (int64_t k = 0; k < K; ++k) {
+            const double w = (double)coef[j * K + k];
+            squares[k] += w * w;
+            absolute[k] += fabs(w);
+        }
+}
+
+static int FN(epoch_dense)(const SgdConfig* cfg, const SgdArrays* a) {
+    const int64_t n = cfg->n_samples, d = cfg->n_features, K = cfg->n_outputs;
+    const int64_t B = cfg->batch_size;
+    // a batch never has more rows than the data (the work buffers hold one batch)
+    const int64_t batch_rows = B < n ? B : n;
+    const REAL* X = (const REAL*)a->X_data;
+    const REAL* targets = (const REAL*)a->targets;
+    const REAL* mean = (const REAL*)a->mean;
+    const REAL* inv_scale = (const REAL*)a->inv_scale;
+    REAL* coef = (REAL*)a->coef;
+    REAL* intercept = (REAL*)a->intercept;
+    REAL* applied = (REAL*)a->l1_applied;
+    double* model = malloc(sizeof(double) * (size_t)(d * K));
+    double* grad = malloc(sizeof(double) * (size_t)(d * K));
+    double* decision = malloc(sizeof(double) * (size_t)(batch_rows * K));
+    double* derivative = malloc(sizeof(double) * (size_t)(batch_rows * K));
+    double* column_sum = malloc(sizeof(double) * (size_t)K);
+    double* eta = malloc(sizeof(double) * (size_t)K);
+    double* model_intercept = malloc(sizeof(double) * (size_t)K);
+    if (!model || !grad || !decision || !derivative || !column_sum || !eta || !model_intercept) {
+        free(model); free(grad); free(decision); free(derivative); free(column_sum); free(eta);
+        free(model_intercept);
+        return 1;
+    }
+    const int shrinks = cfg->l2 != 0.0 || cfg->decay != 0.0;
+    for (int64_t start = 0; start < n; start += B) {
+        const int64_t stop = start + B < n ? start + B : n;
+        const int64_t rows = stop - start;
+        // the model's weights: v * inv_scale and c - mean @ coef when preconditioned
+        for (int64_t k = 0; k < K; ++k) model_intercept[k] = (double)intercept[k];
+        for (int64_t j = 0; j < d; ++j) {
+            const double s = inv_scale ? (double)inv_scale[j] : 1.0;
+            for (int64_t k = 0; k < K; ++k) {
+                const double w = (double)coef[j * K + k] * s;
+                model[j * K + k] = w;
+                if (mean) model_intercept[k] -= (double)mean[j] * w;
+            }
+        }
+        for (int64_t r = 0; r < rows; ++r) {
+            const int64_t row = a->order ? a->order[start + r] : start + r;
+            const REAL* x = X + row * d;
+            double* out = decision + r * K;
+            if (K == 1) {
+                out[0] = FN(dot_strided_1)(x, model, d) + model_intercept[0];
+            } else {
+                for (int64_t k = 0; k < K; ++k) out[k] = model_intercept[k];
+                for (int64_t j = 0; j < d; ++j) {
+                    const double xj = (double)x[j];
+                    const double* w = model + j * K;
+                    for (int64_t k = 0; k < K; ++k) out[k] += xj * w[k];
+                }
+            }
+            const double squared_norm = cfg->schedule >= SCHEDULE_PA1 ? FN(squared_norm_dense)(x, d) : 0.0;
+            FN(row_derivative)(cfg, a, row, targets + row * K, out,
+                           derivative + r * K, squared_norm);
+        }
+        if (cfg->with_penalty) FN(add_penalty_dense)(cfg, a, model, rows);
+        const double inv_rows = 1.0 / (double)rows;
+        for (int64_t k = 0; k < K; ++k) column_sum[k] = 0.0;
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t k = 0; k < K; ++k) {
+                derivative[r * K + k] *= inv_rows;
+                column_sum[k] += derivative[r * K + k];
+            }
+        memset(grad, 0, sizeof(double) * (size_t)(d * K));
+        for (int64_t r = 0; r < rows; ++r) {
+            const int64_t row = a->order ? a->order[start + r] : start + r;
+            const REAL* x = X + row * d;
+            const double* g = derivative + r * K;
+            if (K == 1) {
+                const double g0 = g[0];
+                for (int64_t j = 0; j < d; ++j) grad[j] += (double)x[j] * g0;
+            } else {
+                for (int64_t j = 0; j < d; ++j) {
+                    const double xj = (double)x[j];
+                    double* out = grad + j * K;
+                    for (int64_t k = 0; k < K; ++k) out[k] += xj * g[k];
+                }
+            }
+        }
+        step_rates(cfg, a, rows, eta);
+        for (int64_t j = 0; j < d; ++j) {
+            const double s = inv_scale ? (double)inv_scale[j] : 1.0;
+            const double m = mean ? (double)mean[j] : 0.0;
+            const double l2 = inv_scale ? cfg->l2 * s * s : cfg->l2;
+            for (int64_t k = 0; k < K; ++k) {
+                double g = grad[j * K + k];
+                if (inv_scale) g = (g - m * column_sum[k]) * s;
+                double w = (double)coef[j * K + k];
+                if (shrinks) w *= shrink_factor(eta[k], l2 + cfg->decay);
+                coef[j * K + k] = (REAL)(w - eta[k] * g);
+            }
+        }
+        FN(step_intercept)(cfg, intercept, column_sum, eta);
+        if (cfg->l1 != 0.0) {
+            for (int64_t k = 0; k < K; ++k) a->l1_total[k] += eta[k] * cfg->l1;
+            for (int64_t j = 0; j < d; ++j) {
+                const double s = inv_scale ? (double)inv_scale[j] : 1.0;
+                for (int64_t k = 0; k < K; ++k)
+                    FN(l1_truncate)(coef + j * K + k, applied + j * K + k, a->l1_total[k] * s);
+            }
+        }
+        a->counters[COUNTER_STEPS] += 1;
+        a->counters[COUNTER_SAMPLES] += rows;
+        FN(update_average)(cfg, a, rows, coef, intercept, d * K);
+    }
+    free(model); free(grad); free(decision); free(derivative); free(column_sum); free(eta);
+    free(model_intercept);
+    return 0;
+}
+
+static int FN(epoch_sparse)(const SgdConfig* cfg, const SgdArrays* a) {
+    const int64_t n = cfg->n_samples, d = cfg->n_features, K = cfg->n_outputs;
+    const int64_t B = cfg->batch_size;
+    // a batch never has more rows than the data (the work buffers hold one batch)
+    const int64_t batch_rows = B < n ? B : n;
+    const REAL* data = (const REAL*)a->X_data;
+    const REAL* targets = (const REAL*)a->targets;
+    REAL* coef = (REAL*)a->coef;
+    REAL* intercept = (REAL*)a->intercept;
+    REAL* applied = (REAL*)a->l1_applied;
+    // the largest number of non-zeros in one batch bounds its distinct columns
+    int64_t widest = 1;
+    for (int64_t start = 0; start < n; start += B) {
+        const int64_t stop = start + B < n ? start + B : n;
+        int64_t count = 0;
+        for (int64_t r = start; r < stop; ++r) {
+            const int64_t row = a->order ? a->order[r] : r;
+            count += index_at(a->X_indptr, cfg->index64, row + 1) - index_at(a->X_indptr, cfg->index64, row);
+        }
+        if (count > widest) widest = count;
+    }
+    if (widest > d) widest = d;
+    int64_t* slot = malloc(sizeof(int64_t) * (size_t)d);
+    int64_t* columns = malloc(sizeof(int64_t) * (size_t)widest);
+    double* weights = malloc(sizeof(double) * (size_t)(widest * K));
+    double* grad = malloc(sizeof(double) * (size_t)(widest * K));
+    double* decision = malloc(sizeof(double) * (size_t)(batch_rows * K));
+    double* derivative = malloc(sizeof(double) * (size_t)(batch_rows * K));
+    double* column_sum = malloc(sizeof(double) * (size_t)K);
+    double* eta = malloc(sizeof(double) * (size_t)K);
+    double* scale = malloc(sizeof(double) * (size_t)K);
+    double* squares = malloc(sizeof(double) * (size_t)K);
+    double* absolute = malloc(sizeof(double) * (size_t)K);
+    if (!slot || !columns || !weights || !grad || !decision || !derivative || !column_sum || !eta ||
+        !scale || !squares || !absolute) {
+        free(slot); free(columns); free(weights); free(grad); free(decision); free(derivative);
+        free(column_sum); free(eta); free(scale); free(squares); free(absolute);
+        return 1;
+    }
+    for (int64_t j = 0; j < d; ++j) slot[j] = -1;
+    for (int64_t k = 0; k < K; ++k) scale[k] = 1.0;
+    if (cfg->with_penalty) FN(lazy_norms_reset)(coef, d, K, squares, absolute);
+    // without momentum a coupled L2 is a shrink of every weight too: both live in the scale
+    const double decay = cfg->decay + cfg->l2;
+    for (int64_t start = 0; start < n; start += B) {
+        const int64_t stop = start + B < n ? start + B : n;
+        const int64_t rows = stop - start;
+        // the batch's distinct columns, in order of first appearance
+        int64_t n_columns = 0;
+        for (int64_t r = start; r < stop; ++r) {
+            const int64_t row = a->order ? a->order[r] : r;
+            const int64_t first = index_at(a->X_indptr, cfg->index64, row);
+            const int64_t last = index_at(a->X_indptr, cfg->index64, row + 1);
+            for (int64_t p = first; p < last; ++p) {
+                const int64_t j = index_at(a->X_indices, cfg->index64, p);
+                if (slot[j] < 0) {
+                    slot[j] = n_columns;
+                    columns[n_columns++] = j;
+                }
+            }
+        }
+        for (int64_t s = 0; s < n_columns; ++s) {
+            const int64_t j = columns[s];
+            for (int64_t k = 0; k < K; ++k) {
+                double w = scale[k] * (double)coef[j * K + k];
+                if (cfg->l1 != 0.0) w = FN(l1_truncate_value)(w, applied + j * K + k, a->l1_total[k]);
+                weights[s * K + k] = w;
+            }
+        }
+        for (int64_t r = 0; r < rows; ++r) {
+            const int64_t row = a->order ? a->order[start + r] : start + r;
+            const int64_t first = index_at(a->X_indptr, cfg->index64, row);
+            const int64_t last = index_at(a->X_indptr, cfg->index64, row + 1);
+            double* out = decision + r * K;
+            for (int64_t k = 0; k < K; ++k) out[k] = 0.0;
+            double squared_norm = 0.0;
+            for (int64_t p = first; p < last; ++p) {
+                const double x = (double)data[p];
+                const double* w = weights + slot[index_at(a->X_indices, cfg->index64, p)] * K;
+                for (int64_t k = 0; k < K; ++k) out[k] += x * w[k];
+                squared_norm += x * x;
+            }
+            for (int64_t k = 0; k < K; ++k) out[k] += (double)intercept[k];
+            FN(row_derivative)(cfg, a, row, targets + row * K, out,
+                           derivative + r * K, squared_norm);
+        }
+        if (cfg->with_penalty)
+            for (int64_t k = 0; k < K; ++k)
+                a->penalty_total[k] += (double)rows * (0.5 * cfg->l2 * scale[k] * scale[k] * squares[k] +
+                                                       cfg->l1 * scale[k] * absolute[k]);
+        const double inv_rows = 1.0 / (double)rows;
+        for (int64_t k = 0; k < K; ++k) column_sum[k] = 0.0;
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t k = 0; k < K; ++k) {
+                derivative[r * K + k] *= inv_rows;
+                column_sum[k] += derivative[r * K + k];
+            }
+        memset(grad, 0, sizeof(double) * (size_t)(n_columns * K));
+        for (int64_t r = 0; r < rows; ++r) {
+            const int64_t row = a->order ? a->order[start + r] : start + r;
+            const int64_t first = index_at(a->X_indptr, cfg->index64, row);
+            const int64_t last = index_at(a->X_indptr, cfg->index64, row + 1);
+            const double* g = derivative + r * K;
+            for (int64_t p = first; p < last; ++p) {
+                const double x = (double)data[p];
+                double* out = grad + slot[index_at(a->X_indices, cfg->index64, p)] * K;
+                for (int64_t k = 0; k < K; ++k) out[k] += x * g[k];
+            }
+        }
+        step_rates(cfg, a, rows, eta);
+        int renormalise = 0;
+        for (int64_t k = 0; k < K; ++k) {
+            const double shrink = shrink_factor(eta[k], decay);
+            for (int64_t s = 0; s < n_columns; ++s) {
+                double w = weights[s * K + k];
+                if (decay != 0.0) w *= shrink;
+                weights[s * K + k] = w - eta[k] * grad[s * K + k];
+            }
+            scale[k] *= shrink;
+        }
+        if (cfg->l1 != 0.0) {
+            for (int64_t k = 0; k < K; ++k) a->l1_total[k] += eta[k] * cfg->l1;
+            for (int64_t s = 0; s < n_columns; ++s)
+                for (int64_t k = 0; k < K; ++k)
+                    weights[s * K + k] = FN(l1_truncate_value)(weights[s * K + k],
+                                                           applied + columns[s] * K + k, a->l1_total[k]);
+        }
+        FN(step_intercept)(cfg, intercept, column_sum, eta);
+        for (int64_t k = 0; k < K; ++k) renormalise |= scale[k] < MIN_WEIGHT_SCALE;
+        if (renormalise) {
+            // also where the shrink was clamped to zero: every weight becomes 0, as in scikit-learn
+            FN(fold_scale)(coef, d, K, scale);
+            if (cfg->with_penalty) FN(lazy_norms_reset)(coef, d, K, squares, absolute);
+        }
+        for (int64_t s = 0; s < n_columns; ++s) {
+            const int64_t j = columns[s];
+            for (int64_t k = 0; k < K; ++k) {
+                const double old = (double)coef[j * K + k];
+                const REAL stored = (REAL)(weights[s * K + k] / scale[k]);
+                if (cfg->with_penalty) {
+                    squares[k] += (double)stored * (double)stored - old * old;
+                    absolute[k] += fabs((double)stored) - fabs(old);
+                }
+                coef[j * K + k] = stored;
+            }
+            slot[j] = -1;
+        }
+        a->counters[COUNTER_STEPS] += 1;
+        a->counters[COUNTER_SAMPLES] += rows;
+        if (cfg->average_start > 0 && a->counters[COUNTER_SAMPLES] >= cfg->average_start) {
+            // the average needs every row's true weight: fold the scale in, apply pending L1
+            FN(fold_scale)(coef, d, K, scale);
+            if (cfg->l1 != 0.0)
+                for (int64_t j = 0; j < d; ++j)
+                    for (int64_t k = 0; k < K; ++k)
+                        FN(l1_truncate)(coef + j * K + k, applied + j * K + k, a->l1_total[k]);
+            if (cfg->with_penalty) FN(lazy_norms_reset)(coef, d, K, squares, absolute);
+            FN(update_average)(cfg, a, rows, coef, intercept, d * K);
+        }
+    }
+    FN(fold_scale)(coef, d, K, scale);
+    if (cfg->l1 != 0.0)
+        for (int64_t j = 0; j < d; ++j)
+            for (int64_t k = 0; k < K; ++k) FN(l1_truncate)(coef + j * K + k, applied + j * K + k, a->l1_total[k]);
+    free(slot); free(columns); free(weights); free(grad); free(decision); free(derivative);
+    free(column_sum); free(eta); free(scale); free(squares); free(absolute);
+    return 0;
+}

@@ -1,0 +1,228 @@
+"""The compiled CPU epoch against the NumPy engine it reimplements.
+
+``sk_gpusgd/_cpu/sgd_cpu.c`` runs the NumPy engine's step, operation for
+operation, one epoch per call. Every fit here runs twice, with the compiled
+epoch and with ``SK_GPUSGD_COMPILED=0`` (the NumPy engine), and the fitted
+models must agree: in float64 to rounding, stopping epoch included; in float32
+(where the C code accumulates in float64 and NumPy in float32) over a fixed
+number of epochs.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose
+from sklearn.datasets import make_classification, make_regression
+
+from sk_gpusgd import GPUSGDClassifier, GPUSGDRegressor, _compiled
+
+
+def _fit_both(monkeypatch, cls, X, y, fit="fit", **params):
+    """The same fit on the compiled epoch and on the NumPy engine."""
+    models = []
+    for switch in ("1", "0"):
+        monkeypatch.setenv(_compiled.ENV_SWITCH, switch)
+        model = cls(random_state=0, **params)
+        if fit == "partial_fit":
+            extra = {"classes": np.unique(y)} if cls is GPUSGDClassifier else {}
+            for chunk in np.array_split(np.arange(X.shape[0]), 3):
+                model.partial_fit(X[chunk], y[chunk], **extra)
+        else:
+            model.fit(X, y)
+        models.append(model)
+    return models
+
+
+def _assert_same_model(compiled, reference, rtol):
+    assert compiled.n_iter_ == reference.n_iter_
+    assert compiled.t_ == reference.t_
+    scale = np.max(np.abs(reference.coef_)) + np.max(np.abs(reference.intercept_))
+    assert_allclose(compiled.coef_, reference.coef_, rtol=rtol, atol=rtol * scale)
+    assert_allclose(compiled.intercept_, reference.intercept_, rtol=rtol, atol=rtol * scale)
+
+
+@pytest.fixture(scope="module")
+def classification():
+    X, y = make_classification(600, 12, n_informative=6, n_classes=3, random_state=0)
+    # raw features on different scales, so that preconditioning has work to do
+    X = X * np.linspace(0.5, 20, 12) + np.linspace(-3, 8, 12)
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def regression():
+    X, y = make_regression(500, 8, noise=2.0, random_state=1)
+    return X, y
+
+
+def test_the_extension_is_built():
+    """The install builds the compiled epoch (a C compiler is part of the test set-up)."""
+    assert _compiled.available(), "sk_gpusgd._sgd_cpu was not built: fits run in NumPy"
+
+
+CLASSIFIER_CASES = [
+    {},
+    {"loss": "log_loss"},
+    {"loss": "modified_huber", "penalty": "l1", "alpha": 1e-3},
+    {"loss": "squared_hinge", "learning_rate": "invscaling", "eta0": 0.01},
+    {"loss": "perceptron", "penalty": "elasticnet", "batch_size": 16},
+    {"average": True},
+    {"average": 50, "batch_size": 8},
+    {"learning_rate": "adaptive", "eta0": 0.1, "batch_size": 32},
+    {"learning_rate": "pa1", "eta0": 0.5},
+    {"learning_rate": "pa2", "eta0": 0.5, "class_weight": "balanced"},
+    {"batch_size": 1},
+    {"class_weight": "balanced", "loss": "log_loss"},
+    {"weight_decay": 1e-3, "decoupled_weight_decay": True, "penalty": None},
+    {"preconditioner": None, "learning_rate": "constant", "eta0": 1e-4},
+    {"fit_intercept": False},
+    {"early_stopping": True, "n_iter_no_change": 3},
+]
+
+
+@pytest.mark.parametrize("params", CLASSIFIER_CASES, ids=str)
+def test_classifier_matches_the_numpy_engine(monkeypatch, classification, params):
+    X, y = classification
+    compiled, reference = _fit_both(monkeypatch, GPUSGDClassifier, X, y, **params)
+    _assert_same_model(compiled, reference, rtol=1e-9)
+
+
+REGRESSOR_CASES = [
+    {},
+    {"loss": "huber", "epsilon": 1.0},
+    {"loss": "epsilon_insensitive", "penalty": "l1"},
+    {"loss": "squared_epsilon_insensitive", "batch_size": 1, "max_iter": 3, "tol": None},
+    {"learning_rate": "pa2", "loss": "epsilon_insensitive", "eta0": 0.1},
+    {"average": True, "batch_size": 4},
+]
+
+
+@pytest.mark.parametrize("params", REGRESSOR_CASES, ids=str)
+def test_regressor_matches_the_numpy_engine(monkeypatch, regression, params):
+    X, y = regression
+    compiled, reference = _fit_both(monkeypatch, GPUSGDRegressor, X, y, **params)
+    _assert_same_model(compiled, reference, rtol=1e-9)
+
+
+def test_sample_weights_and_partial_fit_match(monkeypatch, classification):
+    X, y = classification
+    weights = np.random.RandomState(0).uniform(0.1, 3.0, X.shape[0])
+    models = []
+    for switch in ("1", "0"):
+        monkeypatch.setenv(_compiled.ENV_SWITCH, switch)
+        model = GPUSGDClassifier(random_state=0, loss="log_loss").fit(X, y, sample_weight=weights)
+        models.append(model)
+    _assert_same_model(*models, rtol=1e-9)
+    streamed = _fit_both(monkeypatch, GPUSGDClassifier, X, y, fit="partial_fit", average=True)
+    _assert_same_model(*streamed, rtol=1e-9)
+
+
+SPARSE_CASES = [
+    {},
+    {"loss": "log_loss"},
+    {"penalty": "l1", "alpha": 1e-3},
+    {"penalty": "elasticnet", "average": True},
+    {"learning_rate": "adaptive", "eta0": 0.1},
+    {"batch_size": 1, "max_iter": 4, "tol": None},
+    # a shrink that reaches the scale's renormalisation threshold every few steps
+    {"learning_rate": "constant", "eta0": 0.5, "alpha": 1.0, "max_iter": 3, "tol": None},
+]
+
+
+def _sparse_problem(dtype=np.float64):
+    X = sp.random(800, 300, density=0.03, format="csr", random_state=0, dtype=dtype)
+    return X, np.digitize(X @ np.random.RandomState(0).randn(300), [-0.3, 0.3])
+
+
+@pytest.mark.parametrize("params", SPARSE_CASES, ids=str)
+def test_sparse_matches_the_numpy_engine(monkeypatch, params):
+    X, y = _sparse_problem()
+    compiled, reference = _fit_both(monkeypatch, GPUSGDClassifier, X, y, **params)
+    _assert_same_model(compiled, reference, rtol=1e-9)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("params", [{"loss": "log_loss"}, {"loss": "hinge", "average": True}])
+def test_float32_matches_to_float32_rounding(monkeypatch, classification, sparse, params):
+    X, y = _sparse_problem(np.float32) if sparse else classification
+    X = X.astype(np.float32)
+    compiled, reference = _fit_both(
+        monkeypatch, GPUSGDClassifier, X, y, max_iter=4, tol=None, **params
+    )
+    assert compiled.coef_.dtype == np.float32
+    _assert_same_model(compiled, reference, rtol=2e-4)
+
+
+def test_per_column_stopping_matches(monkeypatch):
+    """One-vs-rest columns stop on their own (frozen columns pass through the C epoch)."""
+    X, y = make_classification(900, 10, n_informative=5, n_classes=4, random_state=3)
+    compiled, reference = _fit_both(monkeypatch, GPUSGDClassifier, X, y, max_iter=200)
+    _assert_same_model(compiled, reference, rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "params, reason",
+    [
+        ({"momentum": 0.9}, "momentum"),
+        ({"clip_norm": 1.0}, "gradient clipping"),
+        ({"multi_class": "multinomial", "loss": "log_loss"}, "the multinomial loss"),
+    ],
+)
+def test_what_the_compiled_epoch_leaves_to_numpy(monkeypatch, classification, params, reason):
+    """Options it does not cover run in NumPy, for the reason named."""
+    X, y = classification
+    seen = []
+    original = _compiled.unsupported_reason
+
+    def recording(*args):
+        seen.append(original(*args))
+        return seen[-1]
+
+    monkeypatch.setattr(_compiled, "unsupported_reason", recording)
+    GPUSGDClassifier(random_state=0, max_iter=2, tol=None, **params).fit(X, y)
+    assert seen and all(found == reason for found in seen)
+
+
+def test_half_precision_and_the_switch_run_in_numpy(monkeypatch, classification):
+    X, y = classification
+    seen = []
+    original = _compiled.unsupported_reason
+    monkeypatch.setattr(
+        _compiled, "unsupported_reason", lambda *args: seen.append(original(*args)) or seen[-1]
+    )
+    GPUSGDClassifier(random_state=0, max_iter=1, tol=None).fit(X.astype(np.float16), y)
+    assert seen[-1] == "half-precision X"
+    monkeypatch.setenv(_compiled.ENV_SWITCH, "0")
+    GPUSGDClassifier(random_state=0, max_iter=1, tol=None).fit(X, y)
+    assert seen[-1] == f"turned off by {_compiled.ENV_SWITCH}=0"
+
+
+def test_int64_csr_indices_match(classification):
+    """CSR with 64-bit indices (refused by scikit-learn's validation, not by the engine)."""
+    from sk_gpusgd._engine import EngineConfig, FrozenColumns, TrainingData, TrainingState
+    from sk_gpusgd._losses import make_loss
+    from sk_gpusgd._optim import OptimizerConfig
+    from sk_gpusgd._schedules import make_schedule
+    from sk_gpusgd._sparse import sparse_epoch
+
+    X, labels = _sparse_problem()
+    wide = X.copy()
+    wide.indices, wide.indptr = X.indices.astype(np.int64), X.indptr.astype(np.int64)
+    targets = np.where(labels[:, None] == np.arange(3), 1.0, -1.0)
+    loss = make_loss("log_loss", 0.1)
+    config = EngineConfig(
+        loss=loss,
+        schedule=make_schedule("optimal", 0.0, 1e-4, 0.5, loss),
+        optimizer=OptimizerConfig(l2=1e-4, l1=1e-5),
+        batch_size=16,
+        intercept_scale=0.01,
+    )
+    order = np.random.RandomState(0).permutation(X.shape[0])
+    results = []
+    for epoch, matrix in ((_compiled.compiled_epoch, wide), (sparse_epoch, X)):
+        state = TrainingState(coef=np.zeros((300, 3)), intercept=np.zeros(3))
+        data = TrainingData(X=matrix, targets=targets)
+        totals = epoch(np, state, data, config, order, FrozenColumns(np, state, [True] * 3))
+        results.append((state.coef, state.intercept, np.asarray(totals.loss)))
+    for compiled, reference in zip(*results, strict=True):
+        assert_allclose(compiled, reference, rtol=1e-10, atol=1e-12)
