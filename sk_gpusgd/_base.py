@@ -9,6 +9,7 @@ from functools import partial as partial_function
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
@@ -41,6 +42,7 @@ from ._backend import (
     resolve_compute_namespace,
     to_namespace,
 )
+from ._compiled import available as compiled_epoch_available
 from ._cuda.driver import select_engine
 from ._engine import DivergenceError, EngineConfig, TrainingData, TrainingState, run
 from ._lazy_dask import is_dask_input
@@ -221,14 +223,26 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
             verbose=int(self.verbose),
         )
 
-    def _resolved_batch_size(self, xp, n_samples: int, continuing: bool) -> int:
-        """``batch_size``, or the 'auto' choice for this data and device."""
+    def _resolved_batch_size(self, xp, n_samples: int, continuing: bool, X=None) -> int:
+        """``batch_size``, or the 'auto' choice for this data and device.
+
+        With host CSR ``X`` on the CPU and the compiled epoch, the choice is
+        the data's critical batch size (see :func:`._scaling.auto_batch_size`);
+        the batch gain it measures is kept for the fit (``_sparse_scaling``).
+        """
+        self._sparse_scaling = None
         if self.batch_size != "auto":
             return int(self.batch_size)
         if continuing and hasattr(self, "batch_size_"):
             # partial_fit keeps the batch size of its first call: chunks of a stream differ
             return self.batch_size_
-        return auto_batch_size(n_samples, on_gpu=is_cupy_namespace(xp))
+        critical = None
+        if X is not None and sp.issparse(X) and xp is np and compiled_epoch_available():
+            self._sparse_scaling = measure_scaling(
+                X, bool(self.fit_intercept), intercept_scale=SPARSE_INTERCEPT_SCALE
+            )
+            critical = self._sparse_scaling.critical_batch_size
+        return auto_batch_size(n_samples, on_gpu=is_cupy_namespace(xp), critical_batch=critical)
 
     def _averages_automatically(self, sparse: bool) -> bool:
         """Whether an automatic batch also averages the iterates after the first epoch.
@@ -357,7 +371,7 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
         n_train = X.shape[0]
         if self.early_stopping and not partial:
             n_train -= int(np.ceil(self.validation_fraction * n_train))
-        self.batch_size_ = self._resolved_batch_size(xp, n_train, continuing)
+        self.batch_size_ = self._resolved_batch_size(xp, n_train, continuing, X)
         # data that does not fit on the device stays on the host and is streamed
         chunk_rows = self._stream_chunk_rows(xp, X, y, classes, sample_weight is not None)
         data_xp = xp if chunk_rows is None else np
@@ -410,7 +424,7 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
             if self.preconditioner_ == "standardize":
                 mean, inv_scale = feature_statistics(data_xp, data.X, compute_dtype)
                 state.precondition(to_namespace(mean, xp), to_namespace(inv_scale, xp))
-            state.scaling = measure_scaling(
+            state.scaling = self._sparse_scaling or measure_scaling(
                 data.X,
                 bool(self.fit_intercept),
                 state.feature_mean,

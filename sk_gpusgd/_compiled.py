@@ -74,7 +74,6 @@ class _Config(ctypes.Structure):
             "scaled",
             "with_penalty",
             "bounded",
-            "index64",
             "pa_sign_from_target",
         )
     ] + [
@@ -172,6 +171,8 @@ def unsupported_reason(xp, state, data, config) -> str | None:
     if sp.issparse(X):
         if X.format != "csr" or X.dtype != coef.dtype or state.preconditioned:
             return "sparse X that is not CSR in the weights' dtype"
+        if X.shape[1] >= 2**31:
+            return "more than 2**31 - 1 sparse columns"
     elif not isinstance(X, np.ndarray) or X.dtype != coef.dtype or X.ndim != 2:
         return "X that is not a NumPy array in the weights' dtype"
     return None
@@ -224,14 +225,11 @@ def compiled_epoch(xp, state, data, config, order, frozen) -> EpochTotals:
         return _pointer_of(array)
 
     X = data.X
-    index64 = 0
     if sparse:
-        X_data, X_indices, X_indptr = X.data, X.indices, X.indptr
-        if X_indices.dtype != X_indptr.dtype or X_indices.dtype not in (np.int32, np.int64):
-            X_indices = X_indices.astype(np.int64)
-            X_indptr = X_indptr.astype(np.int64)
-        index64 = int(X_indices.dtype == np.int64)
-        X_data, X_indices, X_indptr = map(np.ascontiguousarray, (X_data, X_indices, X_indptr))
+        # column indices as int32 (n_features < 2**31), row pointers as int64: one loop in C
+        X_data = np.ascontiguousarray(X.data)
+        X_indices = np.ascontiguousarray(X.indices, dtype=np.int32)
+        X_indptr = np.ascontiguousarray(X.indptr, dtype=np.int64)
     else:
         X_data, X_indices, X_indptr = np.ascontiguousarray(X), None, None
     arrays = _Arrays(
@@ -274,7 +272,6 @@ def compiled_epoch(xp, state, data, config, order, frozen) -> EpochTotals:
         scaled=int(scaling is not None),
         with_penalty=int(totals.with_penalty),
         bounded=int(loss.bounded),
-        index64=index64,
         pa_sign_from_target=int(loss.name == "hinge"),
         loss_parameter=float(getattr(loss, "threshold", getattr(loss, "epsilon", 0.0))),
         eta0=float(schedule.eta0),

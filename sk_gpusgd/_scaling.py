@@ -38,6 +38,8 @@ from ._validation import dtype_name
 
 SAMPLE_ROWS = 4096
 POWER_ITERATIONS = 30
+# relative change of the eigenvalue estimate at which the power iteration stops
+POWER_TOLERANCE = 1e-7
 
 
 @dataclass(frozen=True)
@@ -158,8 +160,11 @@ def _measure_scaling(X, intercept: float, mean=None, inv_scale=None) -> BatchSca
             break
         vector = vector / norm
         image = second_moment_times(vector)
-        lam = float(vector @ image)
+        previous, lam = lam, float(vector @ image)
         vector = image
+        if abs(lam - previous) <= POWER_TOLERANCE * lam:
+            # settled to the 7 digits kept below
+            break
     lam = min(max(lam, 0.0), beta)
     if not (math.isfinite(beta) and math.isfinite(lam)):
         return BatchScaling(1.0, 1.0)
@@ -168,8 +173,9 @@ def _measure_scaling(X, intercept: float, mean=None, inv_scale=None) -> BatchSca
     return BatchScaling(float(f"{beta:.7g}"), float(f"{lam:.7g}"))
 
 
-# 'auto' batch sizes: rows per step where one step's fixed cost (about 20 NumPy calls
-# on a CPU, a kernel launch on a GPU) stops mattering next to its arithmetic
+# 'auto' batch sizes: rows per step where one step's fixed cost (a few NumPy calls
+# per step in the NumPy engine, a kernel launch on a GPU) stops mattering next to its
+# arithmetic
 CPU_BATCH_SIZE = 256
 GPU_BATCH_SIZE = 2048
 # an epoch has at least this many steps, so that the stopping rule, which compares
@@ -177,13 +183,23 @@ GPU_BATCH_SIZE = 2048
 MIN_STEPS_PER_EPOCH = 16
 
 
-def auto_batch_size(n_samples: int, on_gpu: bool) -> int:
+def auto_batch_size(n_samples: int, on_gpu: bool, critical_batch: float | None = None) -> int:
     """The batch size ``batch_size='auto'`` picks for ``n_samples`` training rows.
 
     ``min(device batch, n_samples // 16)``, at least 1: 256 rows on a CPU and
     2048 on a GPU once the data has enough rows for 16 steps an epoch. Larger
     batches only amortise the per-step overhead; the capped linear-scaling
     step (:meth:`BatchScaling.step_rate`) keeps each sample's contribution.
+
+    ``critical_batch`` (``beta / lam``, :attr:`BatchScaling.critical_batch_size`)
+    is given where a step has no fixed cost to amortise: sparse X in the
+    compiled CPU epoch, whose lazy step costs the batch's non-zeros and nothing
+    per feature. The batch is then the critical batch size, rounded down: the
+    largest batch whose step still does the work of as many per-sample steps
+    (Ma, Bassily and Belkin 2018), so an epoch makes the progress of a
+    per-sample epoch.
     """
     device_batch = GPU_BATCH_SIZE if on_gpu else CPU_BATCH_SIZE
+    if critical_batch is not None and critical_batch >= 1:
+        device_batch = min(device_batch, int(critical_batch))
     return max(1, min(device_batch, n_samples // MIN_STEPS_PER_EPOCH))

@@ -137,6 +137,8 @@ def _sparse_problem(dtype=np.float64):
 @pytest.mark.parametrize("params", SPARSE_CASES, ids=str)
 def test_sparse_matches_the_numpy_engine(monkeypatch, params):
     X, y = _sparse_problem()
+    # 'auto' picks another batch size where the compiled epoch is off
+    params = {"batch_size": 16, **params}
     compiled, reference = _fit_both(monkeypatch, GPUSGDClassifier, X, y, **params)
     _assert_same_model(compiled, reference, rtol=1e-9)
 
@@ -147,7 +149,7 @@ def test_float32_matches_to_float32_rounding(monkeypatch, classification, sparse
     X, y = _sparse_problem(np.float32) if sparse else classification
     X = X.astype(np.float32)
     compiled, reference = _fit_both(
-        monkeypatch, GPUSGDClassifier, X, y, max_iter=4, tol=None, **params
+        monkeypatch, GPUSGDClassifier, X, y, max_iter=4, tol=None, batch_size=32, **params
     )
     assert compiled.coef_.dtype == np.float32
     _assert_same_model(compiled, reference, rtol=2e-4)
@@ -226,3 +228,24 @@ def test_int64_csr_indices_match(classification):
         results.append((state.coef, state.intercept, np.asarray(totals.loss)))
     for compiled, reference in zip(*results, strict=True):
         assert_allclose(compiled, reference, rtol=1e-10, atol=1e-12)
+
+
+def test_sparse_auto_batch_is_the_critical_batch_size(monkeypatch):
+    """On CSR the compiled epoch has no per-step cost to amortise: 'auto' takes beta / lam.
+
+    beta (mean squared row norm) and lam (top eigenvalue of E[x x^T]) are
+    computed here from their definitions, the intercept as a feature of
+    sqrt(0.01) (its damped step on sparse data).
+    """
+    X, y = _sparse_problem()
+    dense = np.hstack([X.toarray(), np.full((X.shape[0], 1), 0.1)])
+    beta = np.mean(np.sum(dense**2, axis=1))
+    lam = np.linalg.eigvalsh(dense.T @ dense / X.shape[0])[-1]
+    expected = max(1, min(256, int(beta / lam), X.shape[0] // 16))
+    model = GPUSGDClassifier(random_state=0, max_iter=2, tol=None).fit(X, y)
+    assert 1 < model.batch_size_ < 256
+    assert model.batch_size_ == expected
+    # the NumPy engine pays per step, so it keeps the larger CPU batch
+    monkeypatch.setenv(_compiled.ENV_SWITCH, "0")
+    model = GPUSGDClassifier(random_state=0, max_iter=2, tol=None).fit(X, y)
+    assert model.batch_size_ == min(256, X.shape[0] // 16)

@@ -34,10 +34,12 @@ enum { COUNTER_SAMPLES = 0, COUNTER_STEPS = 1, COUNTER_AVERAGED = 2 };
 #define MAX_DLOSS 1e12
 // renormalise the sparse weight scale before it underflows
 #define MIN_WEIGHT_SCALE 1e-9
+// how far ahead a shuffled sparse epoch prefetches rows
+#define PREFETCH_ROWS 4
 
 typedef struct {
     int64_t n_samples, n_features, n_outputs, batch_size, average_start;
-    int64_t loss, schedule, fit_intercept, scaled, with_penalty, bounded, index64;
+    int64_t loss, schedule, fit_intercept, scaled, with_penalty, bounded;
     int64_t pa_sign_from_target;
     double loss_parameter, eta0, alpha, power_t, optimal_offset;
     double mean_squared_norm, top_eigenvalue, curvature;
@@ -45,6 +47,7 @@ typedef struct {
 } SgdConfig;
 
 typedef struct {
+    // CSR: X_indices int32, X_indptr int64
     const void *X_data, *X_indices, *X_indptr;
     const int64_t* order;
     const void *targets, *sample_weight, *positive_weight, *negative_weight, *mask;
@@ -178,10 +181,6 @@ static void step_rates(const SgdConfig* cfg, const SgdArrays* a, int64_t rows, d
         }
         eta[k] = eta_k;
     }
-}
-
-static int64_t index_at(const void* array, int64_t wide, int64_t i) {
-    return wide ? ((const int64_t*)array)[i] : (int64_t)((const int32_t*)array)[i];
 }
 
 #define FN(name) name##_f64

@@ -248,12 +248,144 @@ static int FN(epoch_dense)(const SgdConfig* cfg, const SgdArrays* a) {
     return 0;
 }
 
+// Ask for a shuffled row's cache lines a few rows before they are read.
+static void FN(prefetch_row)(const REAL* data, const int32_t* indices, const int64_t* indptr,
+                             int64_t row) {
+    const int64_t first = indptr[row], last = indptr[row + 1];
+    for (int64_t p = first; p < last; p += 64 / sizeof(REAL)) __builtin_prefetch(data + p);
+    for (int64_t p = first; p < last; p += 16) __builtin_prefetch(indices + p);
+}
+
+// Sparse epoch without L1: every weight's pending change is the shared scale, so a step
+// updates the stored weights row by row, in place (scikit-learn's own scheme):
+// stored' = stored - eta * grad / scale', the same value as the slot-table step up to rounding.
+static int FN(epoch_sparse_direct)(const SgdConfig* cfg, const SgdArrays* a) {
+    const int64_t n = cfg->n_samples, d = cfg->n_features, K = cfg->n_outputs;
+    const int64_t B = cfg->batch_size;
+    const int64_t batch_rows = B < n ? B : n;
+    const REAL* data = (const REAL*)a->X_data;
+    const int32_t* indices = (const int32_t*)a->X_indices;
+    const int64_t* indptr = (const int64_t*)a->X_indptr;
+    const REAL* targets = (const REAL*)a->targets;
+    REAL* coef = (REAL*)a->coef;
+    REAL* intercept = (REAL*)a->intercept;
+    double* decision = malloc(sizeof(double) * (size_t)(batch_rows * K));
+    double* derivative = malloc(sizeof(double) * (size_t)(batch_rows * K));
+    double* work = malloc(sizeof(double) * (size_t)(6 * K));
+    if (!decision || !derivative || !work) {
+        free(decision); free(derivative); free(work);
+        return 1;
+    }
+    double *column_sum = work, *eta = work + K, *scale = work + 2 * K, *squares = work + 3 * K;
+    double *absolute = work + 4 * K, *step = work + 5 * K;
+    for (int64_t k = 0; k < K; ++k) scale[k] = 1.0;
+    const int with_penalty = (int)cfg->with_penalty;
+    if (with_penalty) FN(lazy_norms_reset)(coef, d, K, squares, absolute);
+    const double decay = cfg->decay + cfg->l2;
+    for (int64_t start = 0; start < n; start += B) {
+        const int64_t stop = start + B < n ? start + B : n;
+        const int64_t rows = stop - start;
+        for (int64_t r = 0; r < rows; ++r) {
+            const int64_t row = a->order ? a->order[start + r] : start + r;
+            if (a->order && start + r + PREFETCH_ROWS < n)
+                FN(prefetch_row)(data, indices, indptr, a->order[start + r + PREFETCH_ROWS]);
+            double* out = decision + r * K;
+            double squared_norm = 0.0;
+            if (K == 1) {
+                double dot = 0.0;
+                for (int64_t p = indptr[row]; p < indptr[row + 1]; ++p) {
+                    const double x = (double)data[p];
+                    dot += x * (double)coef[indices[p]];
+                    squared_norm += x * x;
+                }
+                out[0] = scale[0] * dot + (double)intercept[0];
+            } else {
+                for (int64_t k = 0; k < K; ++k) out[k] = 0.0;
+                for (int64_t p = indptr[row]; p < indptr[row + 1]; ++p) {
+                    const double x = (double)data[p];
+                    const REAL* w = coef + (int64_t)indices[p] * K;
+                    for (int64_t k = 0; k < K; ++k) out[k] += x * (double)w[k];
+                    squared_norm += x * x;
+                }
+                for (int64_t k = 0; k < K; ++k) out[k] = scale[k] * out[k] + (double)intercept[k];
+            }
+            FN(row_derivative)(cfg, a, row, targets + row * K, out, derivative + r * K, squared_norm);
+        }
+        if (with_penalty)
+            for (int64_t k = 0; k < K; ++k)
+                a->penalty_total[k] += (double)rows * (0.5 * cfg->l2 * scale[k] * scale[k] * squares[k]);
+        const double inv_rows = 1.0 / (double)rows;
+        for (int64_t k = 0; k < K; ++k) column_sum[k] = 0.0;
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t k = 0; k < K; ++k) {
+                derivative[r * K + k] *= inv_rows;
+                column_sum[k] += derivative[r * K + k];
+            }
+        step_rates(cfg, a, rows, eta);
+        int renormalise = 0;
+        for (int64_t k = 0; k < K; ++k) {
+            scale[k] *= shrink_factor(eta[k], decay);
+            renormalise |= scale[k] < MIN_WEIGHT_SCALE;
+        }
+        if (renormalise) {
+            // also where the shrink was clamped to zero: every weight becomes 0, as in scikit-learn
+            FN(fold_scale)(coef, d, K, scale);
+            if (with_penalty) FN(lazy_norms_reset)(coef, d, K, squares, absolute);
+        }
+        for (int64_t k = 0; k < K; ++k) step[k] = eta[k] / scale[k];
+        // without L1 the penalty needs only the squared norm, kept up to date in the same pass
+        for (int64_t r = 0; r < rows; ++r) {
+            const int64_t row = a->order ? a->order[start + r] : start + r;
+            const double* g = derivative + r * K;
+            if (K == 1) {
+                const double factor = step[0] * g[0];
+                double change = 0.0;
+                for (int64_t p = indptr[row]; p < indptr[row + 1]; ++p) {
+                    REAL* w = coef + indices[p];
+                    const double old = (double)*w;
+                    const REAL updated = (REAL)(old - factor * (double)data[p]);
+                    change += (double)updated * (double)updated - old * old;
+                    *w = updated;
+                }
+                squares[0] += change;
+                continue;
+            }
+            for (int64_t p = indptr[row]; p < indptr[row + 1]; ++p) {
+                const double x = (double)data[p];
+                REAL* w = coef + (int64_t)indices[p] * K;
+                for (int64_t k = 0; k < K; ++k) {
+                    const double old = (double)w[k];
+                    const REAL updated = (REAL)(old - step[k] * g[k] * x);
+                    squares[k] += (double)updated * (double)updated - old * old;
+                    w[k] = updated;
+                }
+            }
+        }
+        FN(step_intercept)(cfg, intercept, column_sum, eta);
+        a->counters[COUNTER_STEPS] += 1;
+        a->counters[COUNTER_SAMPLES] += rows;
+        if (cfg->average_start > 0 && a->counters[COUNTER_SAMPLES] >= cfg->average_start) {
+            FN(fold_scale)(coef, d, K, scale);
+            if (with_penalty) FN(lazy_norms_reset)(coef, d, K, squares, absolute);
+            FN(update_average)(cfg, a, rows, coef, intercept, d * K);
+        }
+    }
+    FN(fold_scale)(coef, d, K, scale);
+    free(decision); free(derivative); free(work);
+    return 0;
+}
+
+// Sparse epoch with L1: the rows a batch touches get their pending L1 before they are used,
+// through a table of the batch's distinct columns.
 static int FN(epoch_sparse)(const SgdConfig* cfg, const SgdArrays* a) {
+    if (cfg->l1 == 0.0) return FN(epoch_sparse_direct)(cfg, a);
     const int64_t n = cfg->n_samples, d = cfg->n_features, K = cfg->n_outputs;
     const int64_t B = cfg->batch_size;
     // a batch never has more rows than the data (the work buffers hold one batch)
     const int64_t batch_rows = B < n ? B : n;
     const REAL* data = (const REAL*)a->X_data;
+    const int32_t* indices = (const int32_t*)a->X_indices;
+    const int64_t* indptr = (const int64_t*)a->X_indptr;
     const REAL* targets = (const REAL*)a->targets;
     REAL* coef = (REAL*)a->coef;
     REAL* intercept = (REAL*)a->intercept;
@@ -265,13 +397,13 @@ static int FN(epoch_sparse)(const SgdConfig* cfg, const SgdArrays* a) {
         int64_t count = 0;
         for (int64_t r = start; r < stop; ++r) {
             const int64_t row = a->order ? a->order[r] : r;
-            count += index_at(a->X_indptr, cfg->index64, row + 1) - index_at(a->X_indptr, cfg->index64, row);
+            count += indptr[row + 1] - indptr[row];
         }
         if (count > widest) widest = count;
     }
     if (widest > d) widest = d;
-    int64_t* slot = malloc(sizeof(int64_t) * (size_t)d);
-    int64_t* columns = malloc(sizeof(int64_t) * (size_t)widest);
+    int32_t* slot = malloc(sizeof(int32_t) * (size_t)d);
+    int32_t* columns = malloc(sizeof(int32_t) * (size_t)widest);
     double* weights = malloc(sizeof(double) * (size_t)(widest * K));
     double* grad = malloc(sizeof(double) * (size_t)(widest * K));
     double* decision = malloc(sizeof(double) * (size_t)(batch_rows * K));
@@ -292,47 +424,44 @@ static int FN(epoch_sparse)(const SgdConfig* cfg, const SgdArrays* a) {
     if (cfg->with_penalty) FN(lazy_norms_reset)(coef, d, K, squares, absolute);
     // without momentum a coupled L2 is a shrink of every weight too: both live in the scale
     const double decay = cfg->decay + cfg->l2;
+    const double l1 = cfg->l1;
     for (int64_t start = 0; start < n; start += B) {
         const int64_t stop = start + B < n ? start + B : n;
         const int64_t rows = stop - start;
-        // the batch's distinct columns, in order of first appearance
+        // One pass over the batch: each column, at its first appearance, gets a slot and its
+        // true weight (scale times stored, pending L1 applied); each row its decision.
         int64_t n_columns = 0;
-        for (int64_t r = start; r < stop; ++r) {
-            const int64_t row = a->order ? a->order[r] : r;
-            const int64_t first = index_at(a->X_indptr, cfg->index64, row);
-            const int64_t last = index_at(a->X_indptr, cfg->index64, row + 1);
-            for (int64_t p = first; p < last; ++p) {
-                const int64_t j = index_at(a->X_indices, cfg->index64, p);
-                if (slot[j] < 0) {
-                    slot[j] = n_columns;
-                    columns[n_columns++] = j;
-                }
-            }
-        }
-        for (int64_t s = 0; s < n_columns; ++s) {
-            const int64_t j = columns[s];
-            for (int64_t k = 0; k < K; ++k) {
-                double w = scale[k] * (double)coef[j * K + k];
-                if (cfg->l1 != 0.0) w = FN(l1_truncate_value)(w, applied + j * K + k, a->l1_total[k]);
-                weights[s * K + k] = w;
-            }
-        }
         for (int64_t r = 0; r < rows; ++r) {
             const int64_t row = a->order ? a->order[start + r] : start + r;
-            const int64_t first = index_at(a->X_indptr, cfg->index64, row);
-            const int64_t last = index_at(a->X_indptr, cfg->index64, row + 1);
+            if (a->order && start + r + PREFETCH_ROWS < n)
+                FN(prefetch_row)(data, indices, indptr, a->order[start + r + PREFETCH_ROWS]);
             double* out = decision + r * K;
             for (int64_t k = 0; k < K; ++k) out[k] = 0.0;
             double squared_norm = 0.0;
-            for (int64_t p = first; p < last; ++p) {
+            for (int64_t p = indptr[row]; p < indptr[row + 1]; ++p) {
+                const int32_t j = indices[p];
+                if (slot[j] < 0) {
+                    slot[j] = (int32_t)n_columns;
+                    columns[n_columns] = j;
+                    double* w = weights + n_columns * K;
+                    for (int64_t k = 0; k < K; ++k) {
+                        w[k] = scale[k] * (double)coef[(int64_t)j * K + k];
+                        if (l1 != 0.0)
+                            w[k] = FN(l1_truncate_value)(w[k], applied + (int64_t)j * K + k, a->l1_total[k]);
+                    }
+                    ++n_columns;
+                }
                 const double x = (double)data[p];
-                const double* w = weights + slot[index_at(a->X_indices, cfg->index64, p)] * K;
-                for (int64_t k = 0; k < K; ++k) out[k] += x * w[k];
+                const double* w = weights + (int64_t)slot[j] * K;
+                if (K == 1) {
+                    out[0] += x * w[0];
+                } else {
+                    for (int64_t k = 0; k < K; ++k) out[k] += x * w[k];
+                }
                 squared_norm += x * x;
             }
             for (int64_t k = 0; k < K; ++k) out[k] += (double)intercept[k];
-            FN(row_derivative)(cfg, a, row, targets + row * K, out,
-                           derivative + r * K, squared_norm);
+            FN(row_derivative)(cfg, a, row, targets + row * K, out, derivative + r * K, squared_norm);
         }
         if (cfg->with_penalty)
             for (int64_t k = 0; k < K; ++k)
@@ -348,13 +477,15 @@ static int FN(epoch_sparse)(const SgdConfig* cfg, const SgdArrays* a) {
         memset(grad, 0, sizeof(double) * (size_t)(n_columns * K));
         for (int64_t r = 0; r < rows; ++r) {
             const int64_t row = a->order ? a->order[start + r] : start + r;
-            const int64_t first = index_at(a->X_indptr, cfg->index64, row);
-            const int64_t last = index_at(a->X_indptr, cfg->index64, row + 1);
             const double* g = derivative + r * K;
-            for (int64_t p = first; p < last; ++p) {
+            for (int64_t p = indptr[row]; p < indptr[row + 1]; ++p) {
                 const double x = (double)data[p];
-                double* out = grad + slot[index_at(a->X_indices, cfg->index64, p)] * K;
-                for (int64_t k = 0; k < K; ++k) out[k] += x * g[k];
+                double* out = grad + (int64_t)slot[indices[p]] * K;
+                if (K == 1) {
+                    out[0] += x * g[0];
+                } else {
+                    for (int64_t k = 0; k < K; ++k) out[k] += x * g[k];
+                }
             }
         }
         step_rates(cfg, a, rows, eta);
