@@ -25,7 +25,8 @@ Per data set: held-out splits (train_test_split, test_size=0.25, stratified
 for classification, random_state=split), 10 splits below 2,000 rows and 3
 otherwise (``--quick``: 3 everywhere); estimators get ``random_state=split``.
 Reported: mean held-out accuracy (R^2 for regression), ours - sklearn in points
-(1 point = 0.01), median fit time and the ratio ours / sklearn, mean epochs
+(1 point = 0.01), median fit time (each fit's fastest of up to 5 runs while
+they take under a second in all) and the ratio ours / sklearn, mean epochs
 (``n_iter_``), our ``batch_size_`` and ``preconditioner_``.
 
     python benchmarks/defaults_suite.py --quick   # sets <= 20k rows, 3 splits
@@ -68,6 +69,9 @@ from _common import (  # noqa: E402
 SMALL_ROWS = 2_000
 LARGE_ROWS = 20_000
 TEST_SIZE = 0.25
+# a fit is timed up to this many times while the runs so far took under the budget
+TIME_REPEATS = 5
+REPEAT_BUDGET_SECONDS = 1.0
 
 
 # -------------------------------------------------------------------- data
@@ -227,6 +231,7 @@ def prepared(problem: Problem, scaling: str) -> Problem:
 # --------------------------------------------------------------- one split
 def fit_and_score(model, task, X_train, y_train, X_test, y_test, proba: bool) -> dict:
     """Fit time, held-out score, epochs; with ``proba`` the top probability and log loss."""
+    from sklearn.base import clone
     from sklearn.metrics import log_loss
 
     out = {"error": None}
@@ -239,6 +244,19 @@ def fit_and_score(model, task, X_train, y_train, X_test, y_test, proba: bool) ->
         out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
         return out
     out["fit_seconds"] = time.perf_counter() - start
+    # short fits run again (same seed, same model): the fastest run is the one least
+    # disturbed by other work on the machine, for both libraries alike
+    spent = out["fit_seconds"]
+    for _ in range(TIME_REPEATS - 1):
+        if spent > REPEAT_BUDGET_SECONDS:
+            break
+        again = clone(model)
+        start = time.perf_counter()
+        with quiet_warnings(), np.errstate(all="ignore"):
+            again.fit(X_train, y_train)
+        elapsed = time.perf_counter() - start
+        spent += elapsed
+        out["fit_seconds"] = min(out["fit_seconds"], elapsed)
     with np.errstate(all="ignore"):
         out["score"] = float(model.score(X_test, y_test))
         out["n_iter"] = int(model.n_iter_)
@@ -619,7 +637,9 @@ def main(argv=None) -> int:
             *(f"- {note}" for note in notes),
             f"- Held-out splits: train_test_split(test_size={TEST_SIZE}, stratified for "
             "classification, random_state=split); scores are means over the splits, fit times "
-            "medians; 'pt' = points of accuracy or R^2 (1 pt = 0.01). 'raw' synthetic features "
+            f"medians over the splits of each fit's fastest of up to {TIME_REPEATS} runs (repeated "
+            f"while they take under {REPEAT_BUDGET_SECONDS:g} s in all); 'pt' = points of "
+            "accuracy or R^2 (1 pt = 0.01). 'raw' synthetic features "
             "are randomly scaled and shifted; 'standardized' uses StandardScaler fitted on the "
             "training split. loss 'default' is hinge for classifiers and squared error for "
             "regressors; the log_loss rows set loss='log_loss' in both libraries.",

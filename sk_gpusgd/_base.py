@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial as partial_function
 from numbers import Integral, Real
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -42,7 +43,7 @@ from ._backend import (
     resolve_compute_namespace,
     to_namespace,
 )
-from ._compiled import available as compiled_epoch_available
+from ._compiled import covers as compiled_covers
 from ._cuda.driver import select_engine
 from ._engine import DivergenceError, EngineConfig, TrainingData, TrainingState, run
 from ._lazy_dask import is_dask_input
@@ -55,7 +56,7 @@ from ._params import (
     warn_deprecated_parameters,
 )
 from ._precondition import feature_statistics, to_internal
-from ._scaling import auto_batch_size, measure_scaling
+from ._scaling import COMPILED_MIN_BATCH, BatchScaling, auto_batch_size, measure_scaling
 from ._schedules import make_schedule
 from ._sparse_coef import SparseCoefMixin
 from ._streaming import (
@@ -226,23 +227,48 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
     def _resolved_batch_size(self, xp, n_samples: int, continuing: bool, X=None) -> int:
         """``batch_size``, or the 'auto' choice for this data and device.
 
-        With host CSR ``X`` on the CPU and the compiled epoch, the choice is
-        the data's critical batch size (see :func:`._scaling.auto_batch_size`);
-        the batch gain it measures is kept for the fit (``_sparse_scaling``).
+        On the CPU, where the compiled epoch runs every epoch of the fit, the
+        choice follows the data's critical batch size (see
+        :func:`._scaling.auto_batch_size`); what it measured is kept for the
+        fit (``_batch_statistics``).
         """
-        self._sparse_scaling = None
+        self._batch_statistics = None
         if self.batch_size != "auto":
             return int(self.batch_size)
         if continuing and hasattr(self, "batch_size_"):
             # partial_fit keeps the batch size of its first call: chunks of a stream differ
             return self.batch_size_
-        critical = None
-        if X is not None and sp.issparse(X) and xp is np and compiled_epoch_available():
-            self._sparse_scaling = measure_scaling(
-                X, bool(self.fit_intercept), intercept_scale=SPARSE_INTERCEPT_SCALE
-            )
-            critical = self._sparse_scaling.critical_batch_size
-        return auto_batch_size(n_samples, on_gpu=is_cupy_namespace(xp), critical_batch=critical)
+        on_gpu = is_cupy_namespace(xp)
+        if X is None or xp is not np or not self._compiled_covers(X):
+            return auto_batch_size(n_samples, on_gpu)
+        statistics = self._batch_statistics = self._measure_statistics(X)
+        kind = "sparse" if sp.issparse(X) else "dense"
+        return auto_batch_size(
+            n_samples,
+            on_gpu,
+            critical_batch=statistics.scaling.critical_batch_size,
+            min_batch=COMPILED_MIN_BATCH[kind],
+        )
+
+    def _compiled_covers(self, X) -> bool:
+        """Whether the compiled CPU epoch runs every epoch of this fit on host ``X``."""
+        loss = make_loss(self.loss, float(self.epsilon), multinomial=self._multinomial)
+        return compiled_covers(self._optimizer_config(), loss, X)
+
+    def _measure_statistics(self, X) -> BatchStatistics:
+        """The batch gain of X's rows as the steps will see them (standardised or not)."""
+        sparse = sp.issparse(X)
+        mean = inv_scale = None
+        if not sparse and self.preconditioner in ("auto", "standardize"):
+            mean, inv_scale = feature_statistics(np, X, _compute_dtype(np, X))
+        scaling = measure_scaling(
+            X,
+            bool(self.fit_intercept),
+            mean,
+            inv_scale,
+            intercept_scale=SPARSE_INTERCEPT_SCALE if sparse else 1.0,
+        )
+        return BatchStatistics(X, mean, inv_scale, scaling)
 
     def _averages_automatically(self, sparse: bool) -> bool:
         """Whether an automatic batch also averages the iterates after the first epoch.
@@ -421,16 +447,31 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
                 validation_score = lambda state: host_score(state.moved_to(np))  # noqa: E731
         if not continuing:
             self.preconditioner_ = self._resolved_preconditioner(sparse)
+            # what the batch-size choice measured, where it measured these very rows
+            known = self._batch_statistics
+            if known is not None and known.X is not data.X:
+                known = None
             if self.preconditioner_ == "standardize":
-                mean, inv_scale = feature_statistics(data_xp, data.X, compute_dtype)
+                if known is not None and known.mean is not None:
+                    mean, inv_scale = known.mean, known.inv_scale
+                else:
+                    known = None
+                    mean, inv_scale = feature_statistics(data_xp, data.X, compute_dtype)
                 state.precondition(to_namespace(mean, xp), to_namespace(inv_scale, xp))
-            state.scaling = self._sparse_scaling or measure_scaling(
-                data.X,
-                bool(self.fit_intercept),
-                state.feature_mean,
-                state.feature_inv_scale,
-                intercept_scale=config.intercept_scale,
+            elif known is not None and known.mean is not None:
+                known = None
+            state.scaling = (
+                known.scaling
+                if known is not None
+                else measure_scaling(
+                    data.X,
+                    bool(self.fit_intercept),
+                    state.feature_mean,
+                    state.feature_inv_scale,
+                    intercept_scale=config.intercept_scale,
+                )
             )
+            self._batch_statistics = None
         if not continuing:
             self._auto_average_start = n_train if self._averages_automatically(sparse) else 0
         config = replace(
@@ -795,6 +836,16 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
         tags.input_tags.sparse = True
         tags.array_api_support = True
         return tags
+
+
+@dataclass
+class BatchStatistics:
+    """What the 'auto' batch size measured on the rows ``X``: kept for the fit on them."""
+
+    X: Any
+    mean: Any
+    inv_scale: Any
+    scaling: BatchScaling
 
 
 def _compute_dtype(xp, X):

@@ -147,6 +147,28 @@ def available() -> bool:
     return os.environ.get(ENV_SWITCH, "1") != "0" and _epoch_function() is not None
 
 
+def option_reason(optimizer, loss) -> str | None:
+    """Which of the fit's options the compiled epoch leaves to NumPy, or None."""
+    if optimizer.uses_momentum:
+        return "momentum"
+    if optimizer.clip_norm is not None or optimizer.clip_value is not None:
+        return "gradient clipping"
+    if loss.name not in LOSS_CODES or loss.joint:
+        return "the multinomial loss"
+    return None
+
+
+def covers(optimizer, loss, X) -> bool:
+    """Whether every epoch of a fit with these options on host ``X`` runs compiled."""
+    values = X.data if sp.issparse(X) else X
+    return (
+        available()
+        and isinstance(values, np.ndarray)
+        and values.dtype in COMPILED_DTYPES
+        and option_reason(optimizer, loss) is None
+    )
+
+
 def unsupported_reason(xp, state, data, config) -> str | None:
     """Why this epoch must run in NumPy, or None when the compiled epoch can run it."""
     if os.environ.get(ENV_SWITCH, "1") == "0":
@@ -155,15 +177,11 @@ def unsupported_reason(xp, state, data, config) -> str | None:
         return "the compiled extension sk_gpusgd._sgd_cpu is not built"
     if xp is not np:
         return "not NumPy data"
-    opt = config.optimizer
-    if opt.uses_momentum:
-        return "momentum"
-    if opt.clip_norm is not None or opt.clip_value is not None:
-        return "gradient clipping"
+    reason = option_reason(config.optimizer, config.loss)
+    if reason is not None:
+        return reason
     if config.compute_dtype is not None:
         return "half-precision X"
-    if config.loss.name not in LOSS_CODES or config.loss.joint:
-        return "the multinomial loss"
     coef = state.coef
     if not isinstance(coef, np.ndarray) or coef.dtype not in COMPILED_DTYPES:
         return "weights that are not float32/float64 NumPy arrays"

@@ -183,23 +183,34 @@ GPU_BATCH_SIZE = 2048
 MIN_STEPS_PER_EPOCH = 16
 
 
-def auto_batch_size(n_samples: int, on_gpu: bool, critical_batch: float | None = None) -> int:
+def auto_batch_size(
+    n_samples: int, on_gpu: bool, critical_batch: float | None = None, min_batch: int = 1
+) -> int:
     """The batch size ``batch_size='auto'`` picks for ``n_samples`` training rows.
 
-    ``min(device batch, n_samples // 16)``, at least 1: 256 rows on a CPU and
-    2048 on a GPU once the data has enough rows for 16 steps an epoch. Larger
-    batches only amortise the per-step overhead; the capped linear-scaling
-    step (:meth:`BatchScaling.step_rate`) keeps each sample's contribution.
+    Without ``critical_batch``: ``min(device batch, n_samples // 16)``, at
+    least 1: 256 rows on a CPU and 2048 on a GPU once the data has enough rows
+    for 16 steps an epoch. These batches amortise a step's fixed cost (NumPy
+    calls, a kernel launch); the capped linear-scaling step
+    (:meth:`BatchScaling.step_rate`) keeps each sample's contribution.
 
     ``critical_batch`` (``beta / lam``, :attr:`BatchScaling.critical_batch_size`)
-    is given where a step has no fixed cost to amortise: sparse X in the
-    compiled CPU epoch, whose lazy step costs the batch's non-zeros and nothing
-    per feature. The batch is then the critical batch size, rounded down: the
-    largest batch whose step still does the work of as many per-sample steps
-    (Ma, Bassily and Belkin 2018), so an epoch makes the progress of a
-    per-sample epoch.
+    is given where a step's fixed cost is small: the compiled CPU epoch. The
+    batch is then the critical batch size, rounded down, the largest batch
+    whose step still does the work of as many per-sample steps (Ma, Bassily and
+    Belkin 2018), so that an epoch makes the progress of a per-sample epoch;
+    but at least ``min_batch``, the batch past which the step's fixed cost is
+    small next to its rows' (see :data:`COMPILED_MIN_BATCH`).
     """
     device_batch = GPU_BATCH_SIZE if on_gpu else CPU_BATCH_SIZE
     if critical_batch is not None and critical_batch >= 1:
-        device_batch = min(device_batch, int(critical_batch))
+        device_batch = min(device_batch, max(min_batch, int(critical_batch)))
     return max(1, min(device_batch, n_samples // MIN_STEPS_PER_EPOCH))
+
+
+# The compiled CPU epoch's smallest useful batch. A dense step costs about
+# 4 * n_features * n_outputs operations besides its rows (the model's weights, the
+# shrink and step of every weight, the average), a row about 2 * n_features *
+# n_outputs: with 16 rows the fixed part is 1/8 of the step. A sparse step's lazy
+# update costs only the batch's non-zeros, so any batch size is cheap.
+COMPILED_MIN_BATCH = {"dense": 16, "sparse": 1}

@@ -14,14 +14,20 @@ import scipy.sparse as sp
 from numpy.testing import assert_allclose
 from sklearn.datasets import make_classification, make_regression
 
+import sk_gpusgd._base
 from sk_gpusgd import GPUSGDClassifier, GPUSGDRegressor, _compiled
 
 
 def _fit_both(monkeypatch, cls, X, y, fit="fit", **params):
-    """The same fit on the compiled epoch and on the NumPy engine."""
+    """The same fit on the compiled epoch and on the NumPy engine.
+
+    The NumPy run keeps the batch size 'auto' picks for the compiled engine.
+    """
     models = []
     for switch in ("1", "0"):
         monkeypatch.setenv(_compiled.ENV_SWITCH, switch)
+        if switch == "0":
+            monkeypatch.setattr(sk_gpusgd._base, "compiled_covers", lambda *args: True)
         model = cls(random_state=0, **params)
         if fit == "partial_fit":
             extra = {"classes": np.unique(y)} if cls is GPUSGDClassifier else {}
@@ -110,6 +116,8 @@ def test_sample_weights_and_partial_fit_match(monkeypatch, classification):
     models = []
     for switch in ("1", "0"):
         monkeypatch.setenv(_compiled.ENV_SWITCH, switch)
+        if switch == "0":
+            monkeypatch.setattr(sk_gpusgd._base, "compiled_covers", lambda *args: True)
         model = GPUSGDClassifier(random_state=0, loss="log_loss").fit(X, y, sample_weight=weights)
         models.append(model)
     _assert_same_model(*models, rtol=1e-9)
@@ -249,3 +257,23 @@ def test_sparse_auto_batch_is_the_critical_batch_size(monkeypatch):
     monkeypatch.setenv(_compiled.ENV_SWITCH, "0")
     model = GPUSGDClassifier(random_state=0, max_iter=2, tol=None).fit(X, y)
     assert model.batch_size_ == min(256, X.shape[0] // 16)
+
+
+@pytest.mark.parametrize("n_features", [12, 80])
+def test_dense_auto_batch_follows_the_critical_batch_size(n_features):
+    """Dense X: the critical batch size of the standardised rows, but at least 16 rows.
+
+    beta and lam are computed here from their definitions on the rows the
+    preconditioned steps see, ``(x - mean) / std`` and the intercept's 1. With
+    12 correlated features the floor of 16 rows applies; with 80 nearly
+    independent ones the critical batch size is above it.
+    """
+    X, y = make_classification(3000, n_features, n_informative=n_features // 2, random_state=0)
+    X = X * np.linspace(0.5, 20, n_features)
+    rows = np.hstack([(X - X.mean(axis=0)) / X.std(axis=0), np.ones((X.shape[0], 1))])
+    beta = np.mean(np.sum(rows**2, axis=1))
+    lam = np.linalg.eigvalsh(rows.T @ rows / X.shape[0])[-1]
+    model = GPUSGDClassifier(random_state=0, max_iter=2, tol=None).fit(X, y)
+    assert (int(beta / lam) > 16) == (n_features == 80)
+    assert model.batch_size_ == min(256, max(16, int(beta / lam)), X.shape[0] // 16)
+    assert model.preconditioner_ == "standardize"

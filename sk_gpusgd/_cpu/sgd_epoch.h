@@ -162,6 +162,7 @@ static int FN(epoch_dense)(const SgdConfig* cfg, const SgdArrays* a) {
         return 1;
     }
     const int shrinks = cfg->l2 != 0.0 || cfg->decay != 0.0;
+    const int passive_aggressive = cfg->schedule >= SCHEDULE_PA1;
     for (int64_t start = 0; start < n; start += B) {
         const int64_t stop = start + B < n ? start + B : n;
         const int64_t rows = stop - start;
@@ -175,6 +176,12 @@ static int FN(epoch_dense)(const SgdConfig* cfg, const SgdArrays* a) {
                 if (mean) model_intercept[k] -= (double)mean[j] * w;
             }
         }
+        if (cfg->with_penalty) FN(add_penalty_dense)(cfg, a, model, rows);
+        // One pass over the batch: each row's decision, derivative and share of the gradient
+        // (the weights do not move inside a batch, so the row's gradient can follow at once).
+        const double inv_rows = 1.0 / (double)rows;
+        for (int64_t k = 0; k < K; ++k) column_sum[k] = 0.0;
+        memset(grad, 0, sizeof(double) * (size_t)(d * K));
         for (int64_t r = 0; r < rows; ++r) {
             const int64_t row = a->order ? a->order[start + r] : start + r;
             const REAL* x = X + row * d;
@@ -189,31 +196,24 @@ static int FN(epoch_dense)(const SgdConfig* cfg, const SgdArrays* a) {
                     for (int64_t k = 0; k < K; ++k) out[k] += xj * w[k];
                 }
             }
-            const double squared_norm = cfg->schedule >= SCHEDULE_PA1 ? FN(squared_norm_dense)(x, d) : 0.0;
-            FN(row_derivative)(cfg, a, row, targets + row * K, out,
-                           derivative + r * K, squared_norm);
-        }
-        if (cfg->with_penalty) FN(add_penalty_dense)(cfg, a, model, rows);
-        const double inv_rows = 1.0 / (double)rows;
-        for (int64_t k = 0; k < K; ++k) column_sum[k] = 0.0;
-        for (int64_t r = 0; r < rows; ++r)
+            const double squared_norm = passive_aggressive ? FN(squared_norm_dense)(x, d) : 0.0;
+            double* g = derivative + r * K;
+            FN(row_derivative)(cfg, a, row, targets + row * K, out, g, squared_norm);
+            // the batch mean, folded into the derivative as in the NumPy step
             for (int64_t k = 0; k < K; ++k) {
-                derivative[r * K + k] *= inv_rows;
-                column_sum[k] += derivative[r * K + k];
+                g[k] *= inv_rows;
+                column_sum[k] += g[k];
             }
-        memset(grad, 0, sizeof(double) * (size_t)(d * K));
-        for (int64_t r = 0; r < rows; ++r) {
-            const int64_t row = a->order ? a->order[start + r] : start + r;
-            const REAL* x = X + row * d;
-            const double* g = derivative + r * K;
             if (K == 1) {
                 const double g0 = g[0];
-                for (int64_t j = 0; j < d; ++j) grad[j] += (double)x[j] * g0;
+                // a row whose loss is flat (hinge beyond the margin) adds nothing
+                if (g0 != 0.0)
+                    for (int64_t j = 0; j < d; ++j) grad[j] += (double)x[j] * g0;
             } else {
                 for (int64_t j = 0; j < d; ++j) {
                     const double xj = (double)x[j];
-                    double* out = grad + j * K;
-                    for (int64_t k = 0; k < K; ++k) out[k] += xj * g[k];
+                    double* total = grad + j * K;
+                    for (int64_t k = 0; k < K; ++k) total[k] += xj * g[k];
                 }
             }
         }
@@ -280,6 +280,7 @@ static int FN(epoch_sparse_direct)(const SgdConfig* cfg, const SgdArrays* a) {
     double *absolute = work + 4 * K, *step = work + 5 * K;
     for (int64_t k = 0; k < K; ++k) scale[k] = 1.0;
     const int with_penalty = (int)cfg->with_penalty;
+    const int passive_aggressive = cfg->schedule >= SCHEDULE_PA1;
     if (with_penalty) FN(lazy_norms_reset)(coef, d, K, squares, absolute);
     const double decay = cfg->decay + cfg->l2;
     for (int64_t start = 0; start < n; start += B) {
@@ -291,21 +292,25 @@ static int FN(epoch_sparse_direct)(const SgdConfig* cfg, const SgdArrays* a) {
                 FN(prefetch_row)(data, indices, indptr, a->order[start + r + PREFETCH_ROWS]);
             double* out = decision + r * K;
             double squared_norm = 0.0;
+            if (passive_aggressive)
+                squared_norm = FN(squared_norm_dense)(data + indptr[row], indptr[row + 1] - indptr[row]);
             if (K == 1) {
-                double dot = 0.0;
-                for (int64_t p = indptr[row]; p < indptr[row + 1]; ++p) {
-                    const double x = (double)data[p];
-                    dot += x * (double)coef[indices[p]];
-                    squared_norm += x * x;
+                // two partial sums: half the dependency chain of one
+                double even = 0.0, odd = 0.0;
+                const int64_t last = indptr[row + 1];
+                int64_t p = indptr[row];
+                for (; p + 1 < last; p += 2) {
+                    even += (double)data[p] * (double)coef[indices[p]];
+                    odd += (double)data[p + 1] * (double)coef[indices[p + 1]];
                 }
-                out[0] = scale[0] * dot + (double)intercept[0];
+                if (p < last) even += (double)data[p] * (double)coef[indices[p]];
+                out[0] = scale[0] * (even + odd) + (double)intercept[0];
             } else {
                 for (int64_t k = 0; k < K; ++k) out[k] = 0.0;
                 for (int64_t p = indptr[row]; p < indptr[row + 1]; ++p) {
                     const double x = (double)data[p];
                     const REAL* w = coef + (int64_t)indices[p] * K;
                     for (int64_t k = 0; k < K; ++k) out[k] += x * (double)w[k];
-                    squared_norm += x * x;
                 }
                 for (int64_t k = 0; k < K; ++k) out[k] = scale[k] * out[k] + (double)intercept[k];
             }
@@ -338,14 +343,16 @@ static int FN(epoch_sparse_direct)(const SgdConfig* cfg, const SgdArrays* a) {
             const int64_t row = a->order ? a->order[start + r] : start + r;
             const double* g = derivative + r * K;
             if (K == 1) {
+                // a row whose loss is flat (hinge beyond the margin) moves nothing
+                if (g[0] == 0.0) continue;
                 const double factor = step[0] * g[0];
                 double change = 0.0;
                 for (int64_t p = indptr[row]; p < indptr[row + 1]; ++p) {
                     REAL* w = coef + indices[p];
                     const double old = (double)*w;
                     const REAL updated = (REAL)(old - factor * (double)data[p]);
-                    change += (double)updated * (double)updated - old * old;
                     *w = updated;
+                    if (with_penalty) change += ((double)updated - old) * ((double)updated + old);
                 }
                 squares[0] += change;
                 continue;
