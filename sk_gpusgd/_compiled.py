@@ -127,8 +127,8 @@ class _Arrays(ctypes.Structure):
 
 
 @functools.lru_cache(maxsize=1)
-def _epoch_function():
-    """``sgd_epoch`` of the built extension, or None where it was not built."""
+def _library():
+    """The built extension as a ctypes library, or None where it was not built."""
     spec = importlib.util.find_spec("sk_gpusgd._sgd_cpu")
     if spec is None or not spec.origin:
         return None
@@ -136,10 +136,38 @@ def _epoch_function():
         library = ctypes.CDLL(spec.origin)
     except OSError:
         return None
-    function = library.sgd_epoch
-    function.argtypes = [ctypes.POINTER(_Config), ctypes.POINTER(_Arrays), _int64, _int64]
-    function.restype = ctypes.c_int
-    return function
+    library.sgd_epoch.argtypes = [ctypes.POINTER(_Config), ctypes.POINTER(_Arrays), _int64, _int64]
+    library.sgd_epoch.restype = ctypes.c_int
+    library.sgd_permutation.argtypes = [ctypes.POINTER(ctypes.c_uint64), _int64, _pointer]
+    library.sgd_permutation.restype = None
+    return library
+
+
+def _epoch_function():
+    """``sgd_epoch`` of the built extension, or None where it was not built."""
+    library = _library()
+    return None if library is None else library.sgd_epoch
+
+
+def permutation_source(random_state: np.random.RandomState):
+    """``next(n) -> order``: a fresh permutation per call, shuffled in C; None if not built.
+
+    One 64-bit seed is drawn from ``random_state``; the orders then follow from
+    it (Fisher-Yates over SplitMix64), about four times faster than
+    ``RandomState.permutation``. Used whatever ``SK_GPUSGD_COMPILED`` says, so
+    that the compiled and the NumPy epochs see the same orders.
+    """
+    library = _library()
+    if library is None:
+        return None
+    state = ctypes.c_uint64(int(random_state.randint(np.iinfo(np.int64).max, dtype=np.int64)))
+
+    def next_permutation(n: int):
+        order = np.empty(n, dtype=np.int64)
+        library.sgd_permutation(ctypes.byref(state), n, order.ctypes.data)
+        return order
+
+    return next_permutation
 
 
 def available() -> bool:

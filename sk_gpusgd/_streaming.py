@@ -23,6 +23,7 @@ from ._engine import (
     TrainingData,
     TrainingState,
     epoch_pass,
+    permutation_source,
     run,
 )
 
@@ -140,7 +141,7 @@ def stream_run(
             validation_score=validation_score,
             use_stopping_rule=use_stopping_rule,
             epoch_runner=streamed_epoch,
-            next_permutation=random_state.permutation,
+            next_permutation=permutation_source(np, random_state, data.X),
         )
     finally:
         feeder.close()

@@ -155,6 +155,10 @@ def test_sparse_matches_the_numpy_engine(monkeypatch, params):
 @pytest.mark.parametrize("params", [{"loss": "log_loss"}, {"loss": "hinge", "average": True}])
 def test_float32_matches_to_float32_rounding(monkeypatch, classification, sparse, params):
     X, y = _sparse_problem(np.float32) if sparse else classification
+    if not sparse:
+        # standardised: on raw features (no preconditioning at a fixed batch size) the
+        # float32 trajectories of any two summation orders part by more than rounding
+        X = (X - X.mean(axis=0)) / X.std(axis=0)
     X = X.astype(np.float32)
     compiled, reference = _fit_both(
         monkeypatch, GPUSGDClassifier, X, y, max_iter=4, tol=None, batch_size=32, **params
@@ -277,3 +281,22 @@ def test_dense_auto_batch_follows_the_critical_batch_size(n_features):
     assert (int(beta / lam) > 16) == (n_features == 80)
     assert model.batch_size_ == min(256, max(16, int(beta / lam)), X.shape[0] // 16)
     assert model.preconditioner_ == "standardize"
+
+
+def test_compiled_shuffle_is_a_uniform_permutation():
+    """Fisher-Yates over SplitMix64: bijections, reproducible, uniform over (position, value)."""
+    from scipy.stats import chisquare
+
+    first = _compiled.permutation_source(np.random.RandomState(7))
+    second = _compiled.permutation_source(np.random.RandomState(7))
+    orders = [first(1000) for _ in range(3)]
+    for order in orders:
+        assert np.array_equal(np.sort(order), np.arange(1000))
+    assert not np.array_equal(orders[0], orders[1])
+    assert all(np.array_equal(order, second(1000)) for order in orders)
+    n, draws = 6, 30000
+    counts = np.zeros((n, n))
+    for _ in range(draws):
+        counts[np.arange(n), first(n)] += 1
+    # a biased shuffle (say, swapping with any index instead of one not yet placed) fails this
+    assert chisquare(counts.ravel()).pvalue > 1e-4

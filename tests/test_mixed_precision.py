@@ -111,6 +111,8 @@ def test_float16_accuracy_close_to_float32(params):
     X, y, _ = _easy_problem(n_samples=3000, seed=1)
     X_test, y_test, _ = _easy_problem(n_samples=2000, seed=2)
     scores = {}
+    # one batch size for both ('auto' picks per engine, and float16 X runs in NumPy)
+    params = dict(params, batch_size=64)
     for dtype in (np.float32, np.float16):
         est = GPUSGDClassifier(random_state=0, device="cpu", **params).fit(X.astype(dtype), y)
         assert est.coef_.dtype == np.float32

@@ -207,6 +207,44 @@ int sgd_epoch(const SgdConfig* cfg, const SgdArrays* arrays, int64_t single_prec
     return sparse ? epoch_sparse_f64(cfg, arrays) : epoch_dense_f64(cfg, arrays);
 }
 
+// SplitMix64 (Steele, Lea and Flood 2014): a fast generator with a 64-bit state.
+static uint64_t splitmix64(uint64_t* state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+// A uniform integer in [0, bound): Lemire's multiply-shift with rejection (2019), unbiased.
+static uint64_t uniform_below(uint64_t* state, uint64_t bound) {
+    __uint128_t product = (__uint128_t)splitmix64(state) * bound;
+    uint64_t low = (uint64_t)product;
+    if (low < bound) {
+        const uint64_t threshold = (0 - bound) % bound;
+        while (low < threshold) {
+            product = (__uint128_t)splitmix64(state) * bound;
+            low = (uint64_t)product;
+        }
+    }
+    return (uint64_t)(product >> 64);
+}
+
+// A uniformly random permutation of 0..n-1 into `out` (Fisher-Yates); advances `state`.
+#if defined(_WIN32)
+__declspec(dllexport)
+#else
+__attribute__((visibility("default")))
+#endif
+void sgd_permutation(uint64_t* state, int64_t n, int64_t* out) {
+    for (int64_t i = 0; i < n; ++i) out[i] = i;
+    for (int64_t i = n - 1; i > 0; --i) {
+        const int64_t j = (int64_t)uniform_below(state, (uint64_t)i + 1);
+        const int64_t kept = out[i];
+        out[i] = out[j];
+        out[j] = kept;
+    }
+}
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_sgd_cpu",
