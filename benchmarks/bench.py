@@ -66,6 +66,11 @@ QUICK_DIMS = (128,)
 QUICK_BATCHES = (256,)
 HEADLINE = ("multiclass", 2_000_000, 256, 1024)
 MEMORY_FRACTION = 0.4
+# each competitor's constant learning rate is chosen from this grid, by held-out score
+# after the timed number of epochs on at most TUNE_ROWS training rows (per-sample and
+# minibatch SGD do not share a best eta0)
+ETA0_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+TUNE_ROWS = 50_000
 
 COMPETITORS = ("sk_gpusgd-gpu", "sk_gpusgd-cpu", "sklearn", "torch", "torch-graph", "cuml")
 # steps per captured graph of the PyTorch graph competitor (as the CUDA engine's chunks)
@@ -196,6 +201,16 @@ class Dataset:
             cupy.cuda.Device().synchronize()
         return self.gpu["X_train"], self.gpu["y_train"], self.gpu["X_test"]
 
+    def head(self, rows: int) -> Dataset:
+        """The first ``rows`` training rows and as many test rows (the tuning set)."""
+        return Dataset(
+            self.task,
+            self.X_train[:rows],
+            self.y_train[:rows],
+            self.X_test[:rows],
+            self.y_test[:rows],
+        )
+
     def release(self, cupy) -> None:
         self.gpu.clear()
         gc.collect()
@@ -261,6 +276,27 @@ def sklearn_estimator(task: str, hp: dict, epochs: int, seed: int):
     if task == "regression":
         return SGDRegressor(**common)
     return SGDClassifier(n_jobs=-1, **common)
+
+
+def tuned_eta0(run, dataset: Dataset, case: Case, hp: dict, args) -> tuple[float, dict]:
+    """The eta0 of ``ETA0_GRID`` that gives this competitor its best held-out score.
+
+    ``run(dataset, hp, args)`` is the competitor's timed run; here it trains on
+    the first ``TUNE_ROWS`` rows, once per grid value, for the timed epochs. A
+    value whose fit diverges (non-finite score or an error) loses.
+    """
+    subset = dataset.head(min(dataset.n, TUNE_ROWS))
+    quick = argparse.Namespace(**{**vars(args), "repeats": 1})
+    scores = {}
+    for eta0 in ETA0_GRID:
+        try:
+            with np.errstate(all="ignore"):
+                value = run(subset, dict(hp, eta0=eta0), quick).get("score")
+        except Exception:  # noqa: BLE001 - a diverging rate is a losing rate
+            value = None
+        scores[eta0] = value if value is not None and math.isfinite(value) else -math.inf
+    best = max(ETA0_GRID, key=lambda eta0: (scores[eta0], -eta0))
+    return best, {str(k): (None if v == -math.inf else v) for k, v in scores.items()}
 
 
 # ------------------------------------------------------------- competitors
@@ -682,8 +718,14 @@ def markdown_report(payload: dict) -> str:
         f"- Command: `{payload['command']}`",
         f"- Epochs timed: {settings['epochs']} (after a 1-epoch warm-up fit for sk_gpusgd, "
         f"PyTorch, cuML), best of {settings['repeats']}; loss {settings['loss']} "
-        f"(regression: squared_error), alpha {settings['alpha']}, constant learning rate "
-        f"eta0 {settings['eta0']} (regression: min(eta0, 0.5/d)), L2 penalty, shuffle, tol=None",
+        f"(regression: squared_error), alpha {settings['alpha']}, constant learning rate, "
+        + (
+            f"each competitor's own best eta0 of {list(ETA0_GRID)} (held-out score after the "
+            f"timed epochs on at most {TUNE_ROWS:,} training rows)"
+            if settings.get("tune", True)
+            else f"eta0 {settings['eta0']} (regression: min(eta0, 0.5/d)) for all"
+        )
+        + ", L2 penalty, shuffle, tol=None",
         f"- Copy bandwidth (2 x bytes / time): CPU {fmt_float(bw.get('cpu_gb_s'), 1)} GB/s"
         + (f", GPU {fmt_float(bw.get('gpu_gb_s'), 1)} GB/s" if bw.get("gpu_gb_s") else ""),
         "",
@@ -743,13 +785,13 @@ def markdown_report(payload: dict) -> str:
     rows = []
     for case in payload["cases"]:
         if case.get("skipped"):
-            rows.append([case["name"], "all", "skipped: " + case["skipped"]] + ["-"] * 6)
+            rows.append([case["name"], "all", "skipped: " + case["skipped"]] + ["-"] * 7)
             continue
         for name, rec in case["results"].items():
             label = name if name != "torch" else f"torch ({rec.get('device', '?')})"
             if status_of(rec) != "ok":
                 reason = status_of(rec) + (f": {rec['reason']}" if rec.get("reason") else "")
-                rows.append([case["name"], label, reason] + ["-"] * 6)
+                rows.append([case["name"], label, reason] + ["-"] * 7)
                 continue
             frac = rec.get("fraction_of_bandwidth")
             rows.append(
@@ -763,6 +805,7 @@ def markdown_report(payload: dict) -> str:
                     fmt_seconds(rec.get("bandwidth_bound_s_per_epoch")),
                     fmt_float(rec.get("overhead_us_per_step"), 2),
                     fmt_float(rec.get("score")),
+                    "-" if rec.get("eta0") is None else f"{rec['eta0']:g}",
                 ]
             )
     lines.append(
@@ -777,6 +820,7 @@ def markdown_report(payload: dict) -> str:
                 "bw-bound s/epoch",
                 "overhead us/step",
                 "accuracy / R^2",
+                "eta0",
             ],
             rows,
         )
@@ -793,8 +837,8 @@ def markdown_report(payload: dict) -> str:
         "the bytes of X per epoch over s/epoch; the bandwidth bound is the bytes of X per "
         "epoch over the measured copy bandwidth of the device the competitor ran on.",
         "- scikit-learn takes one update per sample, sk_gpusgd and PyTorch one batch-mean "
-        "update per batch: at the same eta0 these are not the same algorithm, so the score "
-        "differences show what the same settings and epochs give, not an equivalence. "
+        "update per batch: these are not the same algorithm and do not share a best eta0, so "
+        "each runs at its own (the eta0 column). "
         "scikit-learn has no batch size: it is measured once per data set and shown against "
         "every batch size. Multiclass is one-vs-rest everywhere (PyTorch: one output per "
         "class with the binary loss on +1/-1 or 1/0 targets).",
@@ -842,7 +886,18 @@ def parse_args(argv=None):
     )
     parser.add_argument("--loss", choices=("hinge", "log_loss"), default="hinge")
     parser.add_argument("--alpha", type=float, default=1e-4)
-    parser.add_argument("--eta0", type=float, default=0.01)
+    parser.add_argument(
+        "--eta0",
+        type=float,
+        default=0.01,
+        help="the shared constant learning rate with --no-tune (default 0.01)",
+    )
+    parser.add_argument(
+        "--no-tune",
+        dest="tune",
+        action="store_false",
+        help="run every competitor at --eta0 instead of its own best eta0 of the grid",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--competitors",
@@ -933,38 +988,43 @@ def main(argv=None) -> int:
             print(f"data {case.task} {case.n}x{case.d}: {seconds:.1f} s", flush=True)
         cpu_allowed = case.n * case.d <= args.cpu_max_elements
         results = {}
+        runners = {
+            "sk_gpusgd-gpu": lambda ds, h, a, case=case: run_sk_gpusgd(
+                ds, case, h, a, "cuda", cupy
+            ),
+            "sk_gpusgd-cpu": lambda ds, h, a, case=case: run_sk_gpusgd(ds, case, h, a, "cpu"),
+            "sklearn": lambda ds, h, a, case=case: run_sklearn(ds, case, h, a),
+            "torch": lambda ds, h, a, case=case: run_torch(ds, case, h, a, cupy),
+            "torch-graph": lambda ds, h, a, case=case: run_torch_graph(ds, case, h, a, cupy),
+            "cuml": lambda ds, h, a, case=case: run_cuml(ds, case, h, a, cupy),
+        }
         for name in competitors:
             t0 = time.perf_counter()
             try:
-                if name == "sk_gpusgd-gpu":
-                    rec = run_sk_gpusgd(dataset, case, hp, args, "cuda", cupy)
-                elif name == "sk_gpusgd-cpu":
-                    if not cpu_allowed:
-                        rec = {"status": "skipped", "reason": "n*d > --cpu-max-elements"}
-                    else:
-                        rec = run_sk_gpusgd(dataset, case, hp, args, "cpu")
-                elif name == "sklearn":
-                    if not cpu_allowed:
-                        rec = {"status": "skipped", "reason": "n*d > --cpu-max-elements"}
-                    elif case.data_key in sklearn_cache:
-                        rec = dict(sklearn_cache[case.data_key], reused=True)
-                    else:
-                        rec = run_sklearn(dataset, case, hp, args)
-                        sklearn_cache[case.data_key] = rec
-                elif name == "torch":
+                skip = None
+                if name in ("sk_gpusgd-cpu", "sklearn") and not cpu_allowed:
+                    skip = "n*d > --cpu-max-elements"
+                if name == "torch" and not cpu_allowed:
                     torch = torch_or_none()
-                    torch_cuda = torch is not None and torch_on_cuda(torch, args)
-                    if torch is not None and not torch_cuda and not cpu_allowed:
-                        rec = {"status": "skipped", "reason": "CPU torch, n*d > --cpu-max-elements"}
-                    else:
-                        rec = run_torch(dataset, case, hp, args, cupy)
-                elif name == "torch-graph":
-                    rec = run_torch_graph(dataset, case, hp, args, cupy)
-                elif name == "cuml":
-                    rec = run_cuml(dataset, case, hp, args, cupy)
-                    cuml_status = rec.get("status", "measured")
-                else:  # pragma: no cover
-                    continue
+                    if torch is not None and not torch_on_cuda(torch, args):
+                        skip = "CPU torch, n*d > --cpu-max-elements"
+                if skip is not None:
+                    rec = {"status": "skipped", "reason": skip}
+                elif name == "sklearn" and case.data_key in sklearn_cache:
+                    rec = dict(sklearn_cache[case.data_key], reused=True)
+                else:
+                    run = runners[name]
+                    own_hp, grid_scores = hp, None
+                    if args.tune:
+                        best, grid_scores = tuned_eta0(run, dataset, case, hp, args)
+                        own_hp = dict(hp, eta0=best)
+                    rec = dict(run(dataset, own_hp, args))
+                    if rec.get("status", "ok") == "ok":
+                        rec.update(eta0=own_hp["eta0"], eta0_grid_scores=grid_scores)
+                    if name == "sklearn":
+                        sklearn_cache[case.data_key] = rec
+                    if name == "cuml":
+                        cuml_status = rec.get("status", "measured")
             except Exception as exc:  # noqa: BLE001 - one failing competitor must not stop the run
                 rec = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
                 traceback.print_exc()
@@ -1007,6 +1067,9 @@ def main(argv=None) -> int:
             "alpha": args.alpha,
             "eta0": args.eta0,
             "regression_eta0": "min(eta0, 0.5 / d)",
+            "tune": args.tune,
+            "eta0_grid": list(ETA0_GRID),
+            "tune_rows": TUNE_ROWS,
             "seed": args.seed,
             "competitors": competitors,
             "cpu_max_elements": args.cpu_max_elements,

@@ -133,15 +133,21 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         Averaged SGD: ``coef_`` is the running mean of the weights once
         ``average`` samples have been seen (True means from the start).
     batch_size : int or 'auto', default='auto'
-        Rows per optimizer step. 'auto' picks ``batch_size_`` for each fit:
-        ``min(256, n_samples // 16)`` on a CPU, ``min(2048, n_samples // 16)``
-        on a GPU (at least 1), i.e. enough rows to amortise a step's fixed
-        cost while an epoch keeps at least 16 steps. When it picks more than
-        one row, X is dense and ``average`` is False, the model is also the running mean of
-        the iterates from the second epoch on (averaged SGD, Polyak and
-        Juditsky 1992): batch steps stay at their largest stable size for many
-        epochs, where the last iterate keeps oscillating. ``batch_size=1``
-        reproduces scikit-learn's per-sample updates step for step.
+        Rows per optimizer step. 'auto' picks ``batch_size_`` for each fit,
+        between 1 and ``n_samples // 16`` (an epoch keeps at least 16 steps).
+        On a CPU, where the compiled epoch runs the whole fit, it is the
+        data's critical batch size ``beta / lam`` (mean squared row norm over
+        the largest eigenvalue of ``E[x x^T]``: past it a larger batch does no
+        more work per step), at least 16 rows for dense X and at most 256.
+        Where the fit runs in NumPy instead (momentum, gradient clipping, the
+        multinomial loss, half-precision X) it is 256, and 2048 on a GPU:
+        rows that amortise a step's fixed cost. When it picks more than one
+        row, X is dense and ``average`` is False, the model is also the
+        running mean of the iterates from the second epoch on (averaged SGD,
+        Polyak and Juditsky 1992): batch steps stay at their largest stable
+        size for many epochs, where the last iterate keeps oscillating.
+        ``batch_size=1`` reproduces scikit-learn's per-sample updates step for
+        step.
     momentum : float, default=0.0
         Momentum factor, 0 <= momentum < 1.
     dampening : float, default=0.0
