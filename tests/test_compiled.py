@@ -86,13 +86,6 @@ CLASSIFIER_CASES = [
 ]
 
 
-@pytest.mark.parametrize("params", CLASSIFIER_CASES, ids=str)
-def test_classifier_matches_the_numpy_engine(monkeypatch, classification, params):
-    X, y = classification
-    compiled, reference = _fit_both(monkeypatch, GPUSGDClassifier, X, y, **params)
-    _assert_same_model(compiled, reference, rtol=1e-9)
-
-
 REGRESSOR_CASES = [
     {},
     {"loss": "huber", "epsilon": 1.0},
@@ -103,10 +96,15 @@ REGRESSOR_CASES = [
 ]
 
 
-@pytest.mark.parametrize("params", REGRESSOR_CASES, ids=str)
-def test_regressor_matches_the_numpy_engine(monkeypatch, regression, params):
-    X, y = regression
-    compiled, reference = _fit_both(monkeypatch, GPUSGDRegressor, X, y, **params)
+@pytest.mark.parametrize(
+    "cls, problem, params",
+    [(GPUSGDClassifier, "classification", params) for params in CLASSIFIER_CASES]
+    + [(GPUSGDRegressor, "regression", params) for params in REGRESSOR_CASES],
+    ids=lambda value: value.__name__ if isinstance(value, type) else str(value),
+)
+def test_dense_fits_match_the_numpy_engine(monkeypatch, request, cls, problem, params):
+    X, y = request.getfixturevalue(problem)
+    compiled, reference = _fit_both(monkeypatch, cls, X, y, **params)
     _assert_same_model(compiled, reference, rtol=1e-9)
 
 

@@ -152,6 +152,25 @@ static double passive_aggressive_derivative(const SgdConfig* cfg, double loss, d
     return -(step * sign) / cfg->eta0;
 }
 
+// The batch mean, folded into the derivative as in the NumPy step, and each column's sum.
+static void batch_mean(double* derivative, int64_t rows, int64_t K, double* column_sum) {
+    const double inv_rows = 1.0 / (double)rows;
+    for (int64_t k = 0; k < K; ++k) column_sum[k] = 0.0;
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t k = 0; k < K; ++k) {
+            derivative[r * K + k] *= inv_rows;
+            column_sum[k] += derivative[r * K + k];
+        }
+}
+
+// The penalty of the true weights (scale times stored) before a sparse step, once per row.
+static void add_lazy_penalty(const SgdConfig* cfg, const SgdArrays* a, int64_t rows,
+                             const double* scale, const double* squares, const double* absolute) {
+    for (int64_t k = 0; k < cfg->n_outputs; ++k)
+        a->penalty_total[k] += (double)rows * (0.5 * cfg->l2 * scale[k] * scale[k] * squares[k] +
+                                               cfg->l1 * scale[k] * absolute[k]);
+}
+
 static double shrink_factor(double eta, double decay) {
     const double factor = 1.0 - eta * decay;
     return factor < 0 ? 0.0 : factor;

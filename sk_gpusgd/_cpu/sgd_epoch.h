@@ -248,6 +248,25 @@ static int FN(epoch_dense)(const SgdConfig* cfg, const SgdArrays* a) {
     return 0;
 }
 
+// A sparse step's end: the clock, and once averaging has begun every row's true weight
+// (the scale folded in, pending L1 applied) into the running average.
+static void FN(sparse_step_done)(const SgdConfig* cfg, const SgdArrays* a, int64_t rows,
+                                 double* scale, double* squares, double* absolute) {
+    const int64_t d = cfg->n_features, K = cfg->n_outputs;
+    REAL* coef = (REAL*)a->coef;
+    REAL* applied = (REAL*)a->l1_applied;
+    a->counters[COUNTER_STEPS] += 1;
+    a->counters[COUNTER_SAMPLES] += rows;
+    if (cfg->average_start <= 0 || a->counters[COUNTER_SAMPLES] < cfg->average_start) return;
+    FN(fold_scale)(coef, d, K, scale);
+    if (cfg->l1 != 0.0)
+        for (int64_t j = 0; j < d; ++j)
+            for (int64_t k = 0; k < K; ++k)
+                FN(l1_truncate)(coef + j * K + k, applied + j * K + k, a->l1_total[k]);
+    if (cfg->with_penalty) FN(lazy_norms_reset)(coef, d, K, squares, absolute);
+    FN(update_average)(cfg, a, rows, coef, (const REAL*)a->intercept, d * K);
+}
+
 // Ask for a shuffled row's cache lines a few rows before they are read.
 static void FN(prefetch_row)(const REAL* data, const int32_t* indices, const int64_t* indptr,
                              int64_t row) {
@@ -316,16 +335,8 @@ static int FN(epoch_sparse_direct)(const SgdConfig* cfg, const SgdArrays* a) {
             }
             FN(row_derivative)(cfg, a, row, targets + row * K, out, derivative + r * K, squared_norm);
         }
-        if (with_penalty)
-            for (int64_t k = 0; k < K; ++k)
-                a->penalty_total[k] += (double)rows * (0.5 * cfg->l2 * scale[k] * scale[k] * squares[k]);
-        const double inv_rows = 1.0 / (double)rows;
-        for (int64_t k = 0; k < K; ++k) column_sum[k] = 0.0;
-        for (int64_t r = 0; r < rows; ++r)
-            for (int64_t k = 0; k < K; ++k) {
-                derivative[r * K + k] *= inv_rows;
-                column_sum[k] += derivative[r * K + k];
-            }
+        if (with_penalty) add_lazy_penalty(cfg, a, rows, scale, squares, absolute);
+        batch_mean(derivative, rows, K, column_sum);
         step_rates(cfg, a, rows, eta);
         int renormalise = 0;
         for (int64_t k = 0; k < K; ++k) {
@@ -369,13 +380,7 @@ static int FN(epoch_sparse_direct)(const SgdConfig* cfg, const SgdArrays* a) {
             }
         }
         FN(step_intercept)(cfg, intercept, column_sum, eta);
-        a->counters[COUNTER_STEPS] += 1;
-        a->counters[COUNTER_SAMPLES] += rows;
-        if (cfg->average_start > 0 && a->counters[COUNTER_SAMPLES] >= cfg->average_start) {
-            FN(fold_scale)(coef, d, K, scale);
-            if (with_penalty) FN(lazy_norms_reset)(coef, d, K, squares, absolute);
-            FN(update_average)(cfg, a, rows, coef, intercept, d * K);
-        }
+        FN(sparse_step_done)(cfg, a, rows, scale, squares, absolute);
     }
     FN(fold_scale)(coef, d, K, scale);
     free(decision); free(derivative); free(work);
@@ -470,17 +475,8 @@ static int FN(epoch_sparse)(const SgdConfig* cfg, const SgdArrays* a) {
             for (int64_t k = 0; k < K; ++k) out[k] += (double)intercept[k];
             FN(row_derivative)(cfg, a, row, targets + row * K, out, derivative + r * K, squared_norm);
         }
-        if (cfg->with_penalty)
-            for (int64_t k = 0; k < K; ++k)
-                a->penalty_total[k] += (double)rows * (0.5 * cfg->l2 * scale[k] * scale[k] * squares[k] +
-                                                       cfg->l1 * scale[k] * absolute[k]);
-        const double inv_rows = 1.0 / (double)rows;
-        for (int64_t k = 0; k < K; ++k) column_sum[k] = 0.0;
-        for (int64_t r = 0; r < rows; ++r)
-            for (int64_t k = 0; k < K; ++k) {
-                derivative[r * K + k] *= inv_rows;
-                column_sum[k] += derivative[r * K + k];
-            }
+        if (cfg->with_penalty) add_lazy_penalty(cfg, a, rows, scale, squares, absolute);
+        batch_mean(derivative, rows, K, column_sum);
         memset(grad, 0, sizeof(double) * (size_t)(n_columns * K));
         for (int64_t r = 0; r < rows; ++r) {
             const int64_t row = a->order ? a->order[start + r] : start + r;
@@ -533,18 +529,7 @@ static int FN(epoch_sparse)(const SgdConfig* cfg, const SgdArrays* a) {
             }
             slot[j] = -1;
         }
-        a->counters[COUNTER_STEPS] += 1;
-        a->counters[COUNTER_SAMPLES] += rows;
-        if (cfg->average_start > 0 && a->counters[COUNTER_SAMPLES] >= cfg->average_start) {
-            // the average needs every row's true weight: fold the scale in, apply pending L1
-            FN(fold_scale)(coef, d, K, scale);
-            if (cfg->l1 != 0.0)
-                for (int64_t j = 0; j < d; ++j)
-                    for (int64_t k = 0; k < K; ++k)
-                        FN(l1_truncate)(coef + j * K + k, applied + j * K + k, a->l1_total[k]);
-            if (cfg->with_penalty) FN(lazy_norms_reset)(coef, d, K, squares, absolute);
-            FN(update_average)(cfg, a, rows, coef, intercept, d * K);
-        }
+        FN(sparse_step_done)(cfg, a, rows, scale, squares, absolute);
     }
     FN(fold_scale)(coef, d, K, scale);
     if (cfg->l1 != 0.0)
