@@ -32,6 +32,7 @@ they take under a second in all) and the ratio ours / sklearn, mean epochs
     python benchmarks/defaults_suite.py --quick   # sets <= 20k rows, 3 splits
     python benchmarks/defaults_suite.py           # up to 200k rows
     python benchmarks/defaults_suite.py --large   # adds 1M rows
+    python benchmarks/defaults_suite.py --large --only '*_1M' --splits 1   # 1M rows only
 
 Writes benchmarks/results/<prefix>-<device>-<YYYYMMDD>[-quick].{json,md}
 (prefix ``defaults-suite``; ``--large`` adds ``-large`` to the device part).
@@ -40,6 +41,7 @@ Writes benchmarks/results/<prefix>-<device>-<YYYYMMDD>[-quick].{json,md}
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import math
 import os
 import shlex
@@ -539,6 +541,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="sets <= 20k rows, 3 splits")
     parser.add_argument("--large", action="store_true", help="add 1M-row sets")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        help="run only the data sets whose name matches this glob (repeatable), "
+        "e.g. --large --only '*_1M'",
+    )
+    parser.add_argument(
+        "--splits", type=int, help="splits per data set (default: 10 below 2,000 rows, else 3)"
+    )
     parser.add_argument("--output-prefix", default="defaults-suite")
     parser.add_argument("--note", action="append", default=[], help="a note for the report")
     args = parser.parse_args(argv)
@@ -561,9 +573,13 @@ def main(argv=None) -> int:
     run_split(warm, "standardized", None, 0)
 
     problems = bundled_problems() + synthetic_problems(sizes, sparse_sizes)
+    if args.only:
+        problems = [p for p in problems if any(fnmatch.fnmatch(p.name, g) for g in args.only)]
     records = []
     for problem in problems:
         n_splits = 3 if args.quick or problem.n_rows >= SMALL_ROWS else 10
+        if args.splits:
+            n_splits = args.splits
         losses = ["default", "log_loss"] if problem.task == "classification" else ["default"]
         for scaling in scalings(problem):
             data = prepared(problem, scaling)
