@@ -5,11 +5,12 @@ enough to pay for it, on the CPU otherwise. What it prints, line by line:
 
 1. scikit-learn's SGDClassifier and ours, both with their defaults, on the
    digits (1,347 training rows): held-out accuracy, epochs and fit time. Ours
-   trains on minibatches (``batch_size_``, chosen per fit: 84 rows here) with
-   scikit-learn's per-sample rates scaled to the batch, so it needs fewer
-   epochs; at this size both fits take a few hundredths of a second, and the
-   timing mostly shows fixed costs. The speed difference shows from tens of
-   thousands of rows (see the README's speed table).
+   trains on minibatches (``batch_size_``, chosen per fit from the data: 16
+   rows here) with scikit-learn's per-sample rates scaled to the batch and the
+   iterates averaged, so it needs fewer epochs; at this size both fits take a
+   few tenths of a second or less, and the timing mostly shows fixed costs.
+   The speed difference shows from tens of thousands of rows (see the README's
+   tables).
 2. The same model with Nesterov momentum and the log loss, in PyTorch's terms
    (``scale_learning_rate=False``: the rate multiplies the batch-mean gradient).
 3. The class probabilities of one test digit.
