@@ -35,7 +35,7 @@ enum { COUNTER_SAMPLES = 0, COUNTER_STEPS = 1, COUNTER_AVERAGED = 2 };
 // renormalise the sparse weight scale before it underflows
 #define MIN_WEIGHT_SCALE 1e-9
 // how far ahead a shuffled sparse epoch prefetches rows
-#define PREFETCH_ROWS 4
+#define PREFETCH_ROWS 8
 
 typedef struct {
     int64_t n_samples, n_features, n_outputs, batch_size, average_start;
