@@ -137,6 +137,28 @@ static void FN(lazy_norms_reset)(const REAL* coef, int64_t d, int64_t K, double*
         }
 }
 
+// x @ model + intercept for several outputs; restrict: the compiler may vectorise over k.
+static void FN(decision_row)(const REAL* restrict x, const double* restrict model,
+                             const double* restrict intercept, double* restrict out, int64_t d,
+                             int64_t K) {
+    for (int64_t k = 0; k < K; ++k) out[k] = intercept[k];
+    for (int64_t j = 0; j < d; ++j) {
+        const double xj = (double)x[j];
+        const double* restrict w = model + j * K;
+        for (int64_t k = 0; k < K; ++k) out[k] += xj * w[k];
+    }
+}
+
+// grad += x g^T for several outputs.
+static void FN(gradient_row)(const REAL* restrict x, const double* restrict g,
+                             double* restrict grad, int64_t d, int64_t K) {
+    for (int64_t j = 0; j < d; ++j) {
+        const double xj = (double)x[j];
+        double* restrict total = grad + j * K;
+        for (int64_t k = 0; k < K; ++k) total[k] += xj * g[k];
+    }
+}
+
 // Ask for a shuffled dense row's cache lines a few rows before they are read (X larger
 // than the caches otherwise costs a memory latency per row).
 static void FN(prefetch_dense_row)(const REAL* x, int64_t d) {
@@ -197,12 +219,7 @@ static int FN(epoch_dense)(const SgdConfig* cfg, const SgdArrays* a) {
             if (K == 1) {
                 out[0] = FN(dot_strided_1)(x, model, d) + model_intercept[0];
             } else {
-                for (int64_t k = 0; k < K; ++k) out[k] = model_intercept[k];
-                for (int64_t j = 0; j < d; ++j) {
-                    const double xj = (double)x[j];
-                    const double* w = model + j * K;
-                    for (int64_t k = 0; k < K; ++k) out[k] += xj * w[k];
-                }
+                FN(decision_row)(x, model, model_intercept, out, d, K);
             }
             const double squared_norm = passive_aggressive ? FN(squared_norm_dense)(x, d) : 0.0;
             double* g = derivative + r * K;
@@ -218,11 +235,7 @@ static int FN(epoch_dense)(const SgdConfig* cfg, const SgdArrays* a) {
                 if (g0 != 0.0)
                     for (int64_t j = 0; j < d; ++j) grad[j] += (double)x[j] * g0;
             } else {
-                for (int64_t j = 0; j < d; ++j) {
-                    const double xj = (double)x[j];
-                    double* total = grad + j * K;
-                    for (int64_t k = 0; k < K; ++k) total[k] += xj * g[k];
-                }
+                FN(gradient_row)(x, g, grad, d, K);
             }
         }
         step_rates(cfg, a, rows, eta);
