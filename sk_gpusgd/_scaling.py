@@ -135,11 +135,12 @@ def _measure_scaling(X, intercept: float, mean=None, inv_scale=None) -> BatchSca
     n_rows = rows.shape[0]
     if n_rows == 0:
         return BatchScaling(1.0, 1.0)
-    squared_norms = (
-        np.asarray(rows.multiply(rows).sum(axis=1)).ravel()
-        if is_sparse(rows)
-        else (np.einsum("ij,ij->i", rows, rows))
-    )
+    if is_sparse(rows):
+        # per-row sums of the squared values, from the CSR arrays (no elementwise product matrix)
+        cumulative = np.concatenate([[0.0], np.cumsum(rows.data * rows.data)])
+        squared_norms = np.diff(cumulative[rows.indptr])
+    else:
+        squared_norms = np.einsum("ij,ij->i", rows, rows)
     beta = float(np.mean(squared_norms)) + intercept * intercept
 
     def second_moment_times(vector):
