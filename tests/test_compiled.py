@@ -298,3 +298,24 @@ def test_compiled_shuffle_is_a_uniform_permutation():
         counts[np.arange(n), first(n)] += 1
     # a biased shuffle (say, swapping with any index instead of one not yet placed) fails this
     assert chisquare(counts.ravel()).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_in_place_epochs_never_touch_the_callers_arrays(classification, sparse):
+    """The C epoch updates its state in place: arrays the caller holds must not move."""
+    X, y = classification
+    X = sp.csr_matrix(X) if sparse else X
+    coef_init = np.ones((3, X.shape[1]))
+    intercept_init = np.zeros(3)
+    kept = coef_init.copy(), intercept_init.copy()
+    model = GPUSGDClassifier(random_state=0, max_iter=3, tol=None, warm_start=True)
+    model.fit(X, y, coef_init=coef_init, intercept_init=intercept_init)
+    assert np.array_equal(coef_init, kept[0]) and np.array_equal(intercept_init, kept[1])
+    fitted = model.coef_
+    fitted_copy = fitted.copy()
+    user = np.full_like(model.coef_, 0.5)
+    model.coef_ = user
+    model.partial_fit(X, y)
+    model.fit(X, y)
+    assert np.array_equal(user, np.full_like(user, 0.5))
+    assert np.array_equal(fitted, fitted_copy)
