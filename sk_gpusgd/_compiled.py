@@ -258,6 +258,10 @@ def compiled_epoch(xp, state, data, config, order, frozen) -> EpochTotals:
         if state.samples_seen + data.n_samples >= config.average_start:
             state.average_coef = np.zeros_like(coef)
             state.average_intercept = np.zeros_like(intercept)
+    for name in ("average_coef", "average_intercept", "l1_applied"):
+        value = getattr(state, name)
+        if value is not None:
+            setattr(state, name, np.ascontiguousarray(value, dtype=dtype))
     counters = np.array([state.samples_seen, state.steps, state.n_averaged], dtype=np.int64)
     loss_total = np.zeros(n_outputs)
     penalty_total = np.zeros(n_outputs)
@@ -301,10 +305,6 @@ def compiled_epoch(xp, state, data, config, order, frozen) -> EpochTotals:
         penalty_total=address(penalty_total),
         counters=address(counters),
     )
-    for name in ("average_coef", "average_intercept", "l1_applied"):
-        value = getattr(state, name)
-        if value is not None and not value.flags.c_contiguous:
-            raise ValueError(f"the training state's {name} is not C-contiguous")
     loss = config.loss
     cfg = _Config(
         n_samples=data.n_samples,
