@@ -447,19 +447,18 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
                 validation_score = lambda state: host_score(state.moved_to(np))  # noqa: E731
         if not continuing:
             self.preconditioner_ = self._resolved_preconditioner(sparse)
-            # what the batch-size choice measured, where it measured these very rows
+            standardize = self.preconditioner_ == "standardize"
             known = self._batch_statistics
-            if known is not None and known.X is not data.X:
+            self._batch_statistics = None
+            if known is not None and not known.describes(data.X, standardize):
                 known = None
-            if self.preconditioner_ == "standardize":
-                if known is not None and known.mean is not None:
-                    mean, inv_scale = known.mean, known.inv_scale
-                else:
-                    known = None
-                    mean, inv_scale = feature_statistics(data_xp, data.X, compute_dtype)
+            if standardize:
+                mean, inv_scale = (
+                    (known.mean, known.inv_scale)
+                    if known is not None
+                    else feature_statistics(data_xp, data.X, compute_dtype)
+                )
                 state.precondition(to_namespace(mean, xp), to_namespace(inv_scale, xp))
-            elif known is not None and known.mean is not None:
-                known = None
             state.scaling = (
                 known.scaling
                 if known is not None
@@ -471,7 +470,6 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
                     intercept_scale=config.intercept_scale,
                 )
             )
-            self._batch_statistics = None
         if not continuing:
             self._auto_average_start = n_train if self._averages_automatically(sparse) else 0
         config = replace(
@@ -846,6 +844,10 @@ class BatchStatistics:
     mean: Any
     inv_scale: Any
     scaling: BatchScaling
+
+    def describes(self, X, standardized: bool) -> bool:
+        """Whether these describe the rows ``X`` as the fit sees them (standardised or not)."""
+        return self.X is X and (self.mean is not None) == standardized
 
 
 def _compute_dtype(xp, X):

@@ -258,11 +258,6 @@ def penalty_columns(xp, coef, optimizer: OptimizerConfig):
     return value
 
 
-def epoch_pass(X):
-    """The one-pass function for X: compiled where it can be, else the sparse or dense pass."""
-    return default_epoch
-
-
 def default_epoch(xp, state: TrainingState, data: TrainingData, config, order, frozen):
     """One pass: the compiled epoch where it covers the fit, else the NumPy pass.
 

@@ -22,7 +22,7 @@ from ._engine import (
     RunReport,
     TrainingData,
     TrainingState,
-    epoch_pass,
+    default_epoch,
     permutation_source,
     run,
 )
@@ -127,7 +127,7 @@ def stream_run(
         totals = EpochTotals(config)
         for chunk in feeder.chunks(order):
             # the rows arrive in epoch order: no shuffling inside a chunk
-            totals.merge(epoch_pass(chunk.X)(xp, state, chunk, config, None, frozen))
+            totals.merge(default_epoch(xp, state, chunk, config, None, frozen))
         return totals
 
     try:

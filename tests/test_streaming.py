@@ -23,13 +23,13 @@ SMALL_CAP = 60_000
 def chunk_sizes(monkeypatch):
     """Rows of every chunk the streamed loop hands to the engine."""
     seen = []
-    epoch_pass = sk_gpusgd._streaming.epoch_pass
+    default_epoch = sk_gpusgd._streaming.default_epoch
 
-    def recording_pass(X):
-        seen.append(X.shape[0])
-        return epoch_pass(X)
+    def recording_pass(xp, state, data, *args):
+        seen.append(data.X.shape[0])
+        return default_epoch(xp, state, data, *args)
 
-    monkeypatch.setattr(sk_gpusgd._streaming, "epoch_pass", recording_pass)
+    monkeypatch.setattr(sk_gpusgd._streaming, "default_epoch", recording_pass)
     return seen
 
 

@@ -168,8 +168,6 @@ static void FN(prefetch_dense_row)(const REAL* x, int64_t d) {
 static int FN(epoch_dense)(const SgdConfig* cfg, const SgdArrays* a) {
     const int64_t n = cfg->n_samples, d = cfg->n_features, K = cfg->n_outputs;
     const int64_t B = cfg->batch_size;
-    // a batch never has more rows than the data (the work buffers hold one batch)
-    const int64_t batch_rows = B < n ? B : n;
     const REAL* X = (const REAL*)a->X_data;
     const REAL* targets = (const REAL*)a->targets;
     const REAL* mean = (const REAL*)a->mean;
@@ -179,8 +177,9 @@ static int FN(epoch_dense)(const SgdConfig* cfg, const SgdArrays* a) {
     REAL* applied = (REAL*)a->l1_applied;
     double* model = malloc(sizeof(double) * (size_t)(d * K));
     double* grad = malloc(sizeof(double) * (size_t)(d * K));
-    double* decision = malloc(sizeof(double) * (size_t)(batch_rows * K));
-    double* derivative = malloc(sizeof(double) * (size_t)(batch_rows * K));
+    // one row at a time: its decision and derivative
+    double* decision = malloc(sizeof(double) * (size_t)K);
+    double* derivative = malloc(sizeof(double) * (size_t)K);
     double* column_sum = malloc(sizeof(double) * (size_t)K);
     double* eta = malloc(sizeof(double) * (size_t)K);
     double* model_intercept = malloc(sizeof(double) * (size_t)K);
@@ -215,14 +214,14 @@ static int FN(epoch_dense)(const SgdConfig* cfg, const SgdArrays* a) {
             const REAL* x = X + row * d;
             if (a->order && start + r + PREFETCH_ROWS < n)
                 FN(prefetch_dense_row)(X + a->order[start + r + PREFETCH_ROWS] * d, d);
-            double* out = decision + r * K;
+            double* out = decision;
             if (K == 1) {
                 out[0] = FN(dot_strided_1)(x, model, d) + model_intercept[0];
             } else {
                 FN(decision_row)(x, model, model_intercept, out, d, K);
             }
             const double squared_norm = passive_aggressive ? FN(squared_norm_dense)(x, d) : 0.0;
-            double* g = derivative + r * K;
+            double* g = derivative;
             FN(row_derivative)(cfg, a, row, targets + row * K, out, g, squared_norm);
             // the batch mean, folded into the derivative as in the NumPy step
             for (int64_t k = 0; k < K; ++k) {
