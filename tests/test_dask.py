@@ -2,8 +2,6 @@
 
 import os
 import signal
-import threading
-import time
 import warnings
 
 import numpy as np
@@ -290,29 +288,40 @@ def test_bad_dask_input_is_a_clear_error_and_leaves_the_model(client):
 
 # ------------------------------------------------------------------ faults
 def _kill_a_worker_mid_fit(client, fit, after_rounds=2):
-    """Run ``fit()``; SIGKILL one worker process once it trains its ``after_rounds``-th block."""
-    pids = client.run(os.getpid)
-    address, pid = sorted(pids.items())[0]
-    killed, fit_done = threading.Event(), threading.Event()
+    """Run ``fit()``; one worker process SIGKILLs itself inside its ``after_rounds``-th round.
 
-    def killer():
-        seen = set()
-        while not (killed.is_set() or fit_done.is_set()):
-            busy = client.processing(workers=[address]).get(address, [])
-            seen.update(key for key in busy if "_local_round" in key)
-            if len(seen) >= after_rounds:
-                os.kill(pid, signal.SIGKILL)
-                killed.set()
-            time.sleep(0.01)
+    The kill happens while the worker runs the task, so the scheduler always sees a
+    task lost with its worker (a kill timed from outside can land between tasks,
+    which Dask recovers from without counting a failure).
+    """
+    address = sorted(client.scheduler_info()["workers"])[0]
 
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
+    def arm(limit):
+        import os
+        import signal
+
+        import sk_gpusgd._dask as module
+
+        original = getattr(module, "_original_local_round", module._local_round)
+        module._original_local_round = original
+        calls = [0]
+
+        def round_that_dies(*args, **kwargs):
+            calls[0] += 1
+            if calls[0] >= limit:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return original(*args, **kwargs)
+
+        # tasks name the function by module and name, so the worker runs this one
+        module._local_round = round_that_dies
+
+    pids_before = set(client.run(os.getpid).values())
+    client.run(arm, after_rounds, workers=[address])
     try:
         return fit()
     finally:
-        fit_done.set()
-        thread.join()
-        assert killed.is_set(), "the worker was not killed during the fit"
+        pids_after = set(client.run(os.getpid).values())
+        assert pids_after != pids_before, "the worker was not killed during the fit"
 
 
 def _fault_data():
@@ -327,15 +336,11 @@ def test_a_killed_worker_is_recovered_and_the_model_is_the_same():
         params = dict(random_state=0, device="cpu", max_iter=12, tol=None)
         reference = GPUSGDClassifier(**params).fit(X_dask, y_dask)
         model = GPUSGDClassifier(**params)
-        try:
-            _kill_a_worker_mid_fit(client, lambda: model.fit(X_dask, y_dask))
-        except RuntimeError as error:  # Dask gave up: a clear error, nothing half-fitted
-            assert "The Dask cluster failed during the fit" in str(error)
-            assert not hasattr(model, "coef_")
-        else:
-            # lost blocks and rounds are recomputed from the same seeds
-            assert np.all(np.isfinite(model.coef_))
-            np.testing.assert_array_equal(model.coef_, reference.coef_)
+        # one lost task is within Dask's default retries (3): lost blocks and
+        # rounds are recomputed from the same seeds
+        _kill_a_worker_mid_fit(client, lambda: model.fit(X_dask, y_dask))
+        assert np.all(np.isfinite(model.coef_))
+        np.testing.assert_array_equal(model.coef_, reference.coef_)
     finally:
         client.close()
         cluster.close()
