@@ -122,6 +122,7 @@ class _Arrays(ctypes.Structure):
             "loss_total",
             "penalty_total",
             "counters",
+            "loss_product",
         )
     ]
 
@@ -140,6 +141,9 @@ def _library():
     library.sgd_epoch.restype = ctypes.c_int
     library.sgd_permutation.argtypes = [ctypes.POINTER(ctypes.c_uint64), _int64, _pointer]
     library.sgd_permutation.restype = None
+    moment = library.sgd_sampled_second_moment
+    moment.argtypes = [_pointer] * 4 + [_int64] * 3 + [_double] + [_pointer] * 3
+    moment.restype = None
     return library
 
 
@@ -168,6 +172,55 @@ def permutation_source(random_state: np.random.RandomState):
         return order
 
     return next_permutation
+
+
+def sampled_second_moment(X, stride: int, intercept: float):
+    """``(n_rows, times, sum_of_squares)`` of the CSR rows ``0, stride, 2 stride, ...`` of X.
+
+    The batch-size statistics of :func:`._scaling.measure_scaling`, read in
+    place from host CSR arrays (no sampled copy): ``times(v)`` is ``E[x x^T]
+    v`` for ``x = [row, intercept]``, ``sum_of_squares()`` the rows' sum of
+    squared values (summed by each call of ``times``). None where the
+    extension is not built or X is not a float32/float64 NumPy CSR matrix with
+    fewer than 2**31 columns. Like the shuffle, used whatever
+    ``SK_GPUSGD_COMPILED`` says, so that both engines see the same statistics.
+    """
+    library = _library()
+    if (
+        library is None
+        or not sp.issparse(X)
+        or X.format != "csr"
+        or not isinstance(X.data, np.ndarray)
+        or X.dtype not in COMPILED_DTYPES
+        or X.shape[1] >= 2**31
+    ):
+        return None
+    data = np.ascontiguousarray(X.data)
+    indices = np.ascontiguousarray(X.indices, dtype=np.int32)
+    starts = np.ascontiguousarray(X.indptr[:-1:stride], dtype=np.int64)
+    ends = np.ascontiguousarray(X.indptr[1::stride], dtype=np.int64)
+    n_rows, n_features = len(starts), X.shape[1]
+    squares = ctypes.c_double(0.0)
+
+    def times(vector):
+        vector = np.ascontiguousarray(vector, dtype=np.float64)
+        image = np.empty(n_features + 1)
+        library.sgd_sampled_second_moment(
+            data.ctypes.data,
+            indices.ctypes.data,
+            starts.ctypes.data,
+            ends.ctypes.data,
+            n_rows,
+            n_features,
+            int(data.dtype == np.float32),
+            float(intercept),
+            vector.ctypes.data,
+            image.ctypes.data,
+            ctypes.byref(squares),
+        )
+        return image
+
+    return n_rows, times, lambda: squares.value
 
 
 def available() -> bool:
@@ -264,6 +317,8 @@ def compiled_epoch(xp, state, data, config, order, frozen) -> EpochTotals:
             setattr(state, name, np.ascontiguousarray(value, dtype=dtype))
     counters = np.array([state.samples_seen, state.steps, state.n_averaged], dtype=np.int64)
     loss_total = np.zeros(n_outputs)
+    # log loss: the C epoch multiplies the rows' 1 + exp(-|z|) here; its log joins the total
+    loss_product = np.ones(n_outputs)
     penalty_total = np.zeros(n_outputs)
     adaptive = None
     if schedule.kind == "adaptive" and state.adaptive_eta is not None:
@@ -304,6 +359,7 @@ def compiled_epoch(xp, state, data, config, order, frozen) -> EpochTotals:
         loss_total=address(loss_total),
         penalty_total=address(penalty_total),
         counters=address(counters),
+        loss_product=address(loss_product),
     )
     loss = config.loss
     cfg = _Config(
@@ -342,7 +398,7 @@ def compiled_epoch(xp, state, data, config, order, frozen) -> EpochTotals:
         # one total per column; a float while every column shares one rate
         same = np.all(l1_total == l1_total[0])
         state.l1_total = float(l1_total[0]) if same and np.ndim(state.l1_total) == 0 else l1_total
-    totals.loss = loss_total.astype(dtype)
+    totals.loss = (loss_total + np.log(loss_product)).astype(dtype)
     if totals.with_penalty:
         totals.penalty = penalty_total.astype(dtype)
     return totals

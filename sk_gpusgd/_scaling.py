@@ -89,13 +89,6 @@ class BatchScaling:
         return self.mean_squared_norm / self.top_eigenvalue
 
 
-def _sampled_rows(X):
-    """At most ``SAMPLE_ROWS`` evenly spaced rows of X (a view or a small copy)."""
-    n_samples = X.shape[0]
-    stride = max(1, -(-n_samples // SAMPLE_ROWS))
-    return X[::stride] if stride > 1 else X
-
-
 def measure_scaling(
     X, fit_intercept: bool, mean=None, inv_scale=None, intercept_scale: float = 1.0
 ) -> BatchScaling:
@@ -115,44 +108,16 @@ def _measure_scaling(X, intercept: float, mean=None, inv_scale=None) -> BatchSca
     """``beta`` and ``lam`` of the rows of X (dense or CSR, any namespace).
 
     With ``mean`` and ``inv_scale`` (preconditioning), of the rows
-    ``(x - mean) * inv_scale`` that the steps see. The sampled rows are brought
-    to the host in float64: at most ``SAMPLE_ROWS`` rows, once per fit.
+    ``(x - mean) * inv_scale`` that the steps see.
     """
-    rows = _sampled_rows(X)
-    if is_sparse(rows):
-        rows = rows.get() if hasattr(rows, "get") else rows
-        rows = rows.astype(np.float64)
-    else:
-        # half precision first becomes float32 in its own namespace (torch's bfloat16
-        # has no NumPy counterpart); at most SAMPLE_ROWS rows
-        xp = namespace_of(rows)
-        if dtype_name(rows) in ("float16", "bfloat16"):
-            rows = xp.astype(rows, xp.float32)
-        rows = np.asarray(to_namespace(rows, np), dtype=np.float64)
-        if inv_scale is not None:
-            mean = np.asarray(to_namespace(mean, np), dtype=np.float64)
-            rows = (rows - mean) * np.asarray(to_namespace(inv_scale, np), dtype=np.float64)
-    n_rows = rows.shape[0]
+    n_rows, second_moment_times, sum_of_squares = _sampled_second_moment(
+        X, intercept, mean, inv_scale
+    )
     if n_rows == 0:
         return BatchScaling(1.0, 1.0)
-    if is_sparse(rows):
-        # per-row sums of the squared values, from the CSR arrays (no elementwise product matrix)
-        cumulative = np.concatenate([[0.0], np.cumsum(rows.data * rows.data)])
-        squared_norms = np.diff(cumulative[rows.indptr])
-    else:
-        squared_norms = np.einsum("ij,ij->i", rows, rows)
-    beta = float(np.mean(squared_norms)) + intercept * intercept
-
-    def second_moment_times(vector):
-        # E[x x^T] v for x = [row, 1]: one product with the rows and one with their transpose
-        projected = rows @ vector[:-1] + intercept * vector[-1]
-        return (
-            np.concatenate([np.asarray(rows.T @ projected).ravel(), [intercept * projected.sum()]])
-            / n_rows
-        )
 
     # power iteration from the all-ones direction (the mean direction, usually dominant)
-    vector = np.ones(rows.shape[1] + 1)
+    vector = np.ones(X.shape[1] + 1)
     vector[-1] = intercept
     lam = 0.0
     for _ in range(POWER_ITERATIONS):
@@ -166,12 +131,59 @@ def _measure_scaling(X, intercept: float, mean=None, inv_scale=None) -> BatchSca
         if abs(lam - previous) <= POWER_TOLERANCE * lam:
             # settled: the gain needs lam to a few digits, not to the last
             break
+    beta = sum_of_squares() / n_rows + intercept * intercept
     lam = min(max(lam, 0.0), beta)
     if not (math.isfinite(beta) and math.isfinite(lam)):
         return BatchScaling(1.0, 1.0)
     # to 7 digits: the same data measured in other memory (another Dask worker, other
     # alignment) gives the same gain, so the same fit twice gives the same model
     return BatchScaling(float(f"{beta:.7g}"), float(f"{lam:.7g}"))
+
+
+def _sampled_second_moment(X, intercept: float, mean=None, inv_scale=None):
+    """``(n_rows, times, sum_of_squares)`` of at most ``SAMPLE_ROWS`` evenly spaced rows of X.
+
+    ``times(v)`` is ``E[x x^T] v`` for ``x = [row, intercept]`` (``v`` has
+    one entry more than X has columns) and ``sum_of_squares()`` the rows' sum
+    of squared values, known once ``times`` has run. Host CSR rows are read in place by the compiled
+    extension where it is built; otherwise the sampled rows are brought to the
+    host in float64 (once per fit).
+    """
+    stride = max(1, -(-X.shape[0] // SAMPLE_ROWS))
+    if is_sparse(X):
+        from ._compiled import sampled_second_moment
+
+        in_place = sampled_second_moment(X, stride, intercept)
+        if in_place is not None:
+            return in_place
+    rows = X[::stride] if stride > 1 else X
+    if is_sparse(rows):
+        rows = rows.get() if hasattr(rows, "get") else rows
+        rows = rows.astype(np.float64, copy=False)
+    else:
+        # half precision first becomes float32 in its own namespace (torch's bfloat16
+        # has no NumPy counterpart); at most SAMPLE_ROWS rows
+        xp = namespace_of(rows)
+        if dtype_name(rows) in ("float16", "bfloat16"):
+            rows = xp.astype(rows, xp.float32)
+        rows = np.asarray(to_namespace(rows, np), dtype=np.float64)
+        if inv_scale is not None:
+            mean = np.asarray(to_namespace(mean, np), dtype=np.float64)
+            rows = (rows - mean) * np.asarray(to_namespace(inv_scale, np), dtype=np.float64)
+    n_rows = rows.shape[0]
+
+    def sum_of_squares():
+        return float(rows.data @ rows.data if is_sparse(rows) else np.einsum("ij,ij->", rows, rows))
+
+    def times(vector):
+        # one product with the rows and one with their transpose
+        projected = rows @ vector[:-1] + intercept * vector[-1]
+        return (
+            np.concatenate([np.asarray(rows.T @ projected).ravel(), [intercept * projected.sum()]])
+            / n_rows
+        )
+
+    return n_rows, times, sum_of_squares
 
 
 # 'auto' batch sizes: rows per step where one step's fixed cost (a few NumPy calls

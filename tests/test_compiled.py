@@ -319,3 +319,71 @@ def test_in_place_epochs_never_touch_the_callers_arrays(classification, sparse):
     model.fit(X, y)
     assert np.array_equal(user, np.full_like(user, 0.5))
     assert np.array_equal(fitted, fitted_copy)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_log_loss_epoch_total_is_the_sum_of_row_losses(sparse, dtype):
+    """The C epoch sums log loss without a log per row; the total is still sum log(1 + e^-yp).
+
+    A rate of 1e-300 leaves the weights as they are, so every row's loss is
+    written out here from the fixed model. 4,000 rows near the boundary make
+    the running product of the C code pass 2**512 several times; a few rows
+    far on the wrong side (z = -50) have losses of 50.
+    """
+    from sk_gpusgd._engine import EngineConfig, FrozenColumns, TrainingData, TrainingState
+    from sk_gpusgd._losses import make_loss
+    from sk_gpusgd._optim import OptimizerConfig
+    from sk_gpusgd._schedules import make_schedule
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(4000, 6)).astype(dtype)
+    X[:40] *= 400.0
+    coef = rng.normal(scale=0.05, size=(6, 2)).astype(dtype)
+    coef[:, 1] *= 0.1
+    intercept = np.array([0.1, -0.2], dtype=dtype)
+    targets = np.where(rng.rand(4000, 2) < 0.5, 1.0, -1.0).astype(dtype)
+    z = targets * (X.astype(np.float64) @ coef.astype(np.float64) + intercept)
+    expected = np.logaddexp(0.0, -z).sum(axis=0)
+    assert np.max(-z) > 30 and np.sum(np.abs(z) < 1) > 3000
+    loss = make_loss("log_loss", 0.1)
+    config = EngineConfig(
+        loss=loss,
+        schedule=make_schedule("constant", 1e-300, 1e-4, 0.5, loss),
+        optimizer=OptimizerConfig(),
+        batch_size=16,
+    )
+    state = TrainingState(coef=coef.copy(), intercept=intercept.copy())
+    data = TrainingData(X=sp.csr_matrix(X) if sparse else X, targets=targets)
+    totals = _compiled.compiled_epoch(
+        np, state, data, config, None, FrozenColumns(np, state, [True] * 2)
+    )
+    assert_allclose(state.coef, coef)
+    assert_allclose(totals.loss, expected, rtol=1e-6 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("stride, intercept", [(1, 0.0), (3, 0.1), (7, 1.0)])
+def test_sampled_second_moment_reads_the_csr_rows_in_place(dtype, stride, intercept):
+    """E[x x^T] v over rows 0, stride, ... with the intercept's feature, written out densely."""
+    X = sp.random(200, 40, density=0.2, format="csr", random_state=0, dtype=dtype)
+    rows = np.hstack([X.toarray()[::stride], np.full((len(range(0, 200, stride)), 1), intercept)])
+    vector = np.random.RandomState(1).normal(size=41)
+    n_rows, times, sum_of_squares = _compiled.sampled_second_moment(X, stride, intercept)
+    assert n_rows == rows.shape[0]
+    assert_allclose(times(vector), rows.T @ (rows @ vector) / n_rows, rtol=1e-12, atol=1e-14)
+    assert_allclose(sum_of_squares(), np.sum(rows[:, :-1].astype(np.float64) ** 2), rtol=1e-12)
+
+
+def test_batch_statistics_are_the_same_with_and_without_the_extension(monkeypatch):
+    """The in-place C product and the NumPy product on the sampled rows measure the same."""
+    from sk_gpusgd._scaling import SAMPLE_ROWS, measure_scaling
+
+    X, _ = _sparse_problem()
+    X = sp.vstack([X] * (2 * SAMPLE_ROWS // X.shape[0] + 1)).tocsr()
+    assert X.shape[0] > SAMPLE_ROWS  # rows are sampled with a stride
+    compiled = measure_scaling(X, True, intercept_scale=0.01)
+    monkeypatch.setattr(_compiled, "sampled_second_moment", lambda *args: None)
+    reference = measure_scaling(X, True, intercept_scale=0.01)
+    assert compiled.mean_squared_norm == pytest.approx(reference.mean_squared_norm, rel=1e-6)
+    assert compiled.top_eigenvalue == pytest.approx(reference.top_eigenvalue, rel=1e-6)

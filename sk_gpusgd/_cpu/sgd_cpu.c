@@ -36,6 +36,8 @@ enum { COUNTER_SAMPLES = 0, COUNTER_STEPS = 1, COUNTER_AVERAGED = 2 };
 #define MIN_WEIGHT_SCALE 1e-9
 // how far ahead a shuffled sparse epoch prefetches rows
 #define PREFETCH_ROWS 8
+// log(2), spelled out: M_LN2 is POSIX, not C
+#define LN2 0.693147180559945309417232121458
 
 typedef struct {
     int64_t n_samples, n_features, n_outputs, batch_size, average_start;
@@ -57,7 +59,31 @@ typedef struct {
     void *average_coef, *average_intercept, *l1_applied;
     double *l1_total, *loss_total, *penalty_total;
     int64_t* counters;
+    // log loss: per output, the product of the rows' 1 + exp(-|z|), whose log the
+    // caller adds to loss_total (one log per epoch instead of one per row)
+    double* loss_product;
 } SgdArrays;
+
+// d/dp log(1 + exp(-y p)) at z = y p, from e = exp(-|z|) (no overflow either side).
+static double log_loss_slope(double y, double z, double e) {
+    return -y * (z >= 0 ? e / (1.0 + e) : 1.0 / (1.0 + e));
+}
+
+// The log-loss part of a row without log1p: max(-z, 0) is added to *total and 1 + e
+// multiplied into *product, kept below 2**512 by moving its exponent into *total.
+static double log_loss_accumulated(double y, double p, double* total, double* product) {
+    const double z = y * p;
+    const double e = exp(-fabs(z));
+    *total += -z < 0 ? 0.0 : -z;
+    double factor = *product * (1.0 + e);
+    if (factor > 0x1p512) {
+        int exponent;
+        factor = frexp(factor, &exponent);
+        *total += (double)exponent * LN2;
+    }
+    *product = factor;
+    return log_loss_slope(y, z, e);
+}
 
 static void loss_value_and_derivative(int64_t loss, double parameter, double p, double y,
                                       double* value, double* slope) {
@@ -79,7 +105,7 @@ static void loss_value_and_derivative(int64_t loss, double parameter, double p, 
             const double z = y * p;
             const double e = exp(-fabs(z));
             *value = (-z < 0 ? 0.0 : -z) + log1p(e);
-            *slope = -y * (z >= 0 ? e / (1.0 + e) : 1.0 / (1.0 + e));
+            *slope = log_loss_slope(y, z, e);
             return;
         }
         case LOSS_MODIFIED_HUBER: {
@@ -202,6 +228,13 @@ static void step_rates(const SgdConfig* cfg, const SgdArrays* a, int64_t rows, d
     }
 }
 
+// what ctypes calls: visible from the shared library
+#if defined(_WIN32)
+#define SGD_EXPORT __declspec(dllexport)
+#else
+#define SGD_EXPORT __attribute__((visibility("default")))
+#endif
+
 #define FN(name) name##_f64
 #define REAL double
 #include "sgd_epoch.h"
@@ -215,15 +248,25 @@ static void step_rates(const SgdConfig* cfg, const SgdArrays* a, int64_t rows, d
 #undef FN
 
 // One epoch; returns 0, or 1 when a work buffer could not be allocated.
-#if defined(_WIN32)
-__declspec(dllexport)
-#else
-__attribute__((visibility("default")))
-#endif
+SGD_EXPORT
 int sgd_epoch(const SgdConfig* cfg, const SgdArrays* arrays, int64_t single_precision, int64_t sparse) {
     // ctypes.CDLL releases the GIL around this call: other Python threads run meanwhile
     if (single_precision) return sparse ? epoch_sparse_f32(cfg, arrays) : epoch_dense_f32(cfg, arrays);
     return sparse ? epoch_sparse_f64(cfg, arrays) : epoch_dense_f64(cfg, arrays);
+}
+
+// The batch-size statistics' product over sampled CSR rows (see sampled_second_moment).
+SGD_EXPORT
+void sgd_sampled_second_moment(const void* data, const int32_t* indices, const int64_t* starts,
+                               const int64_t* ends, int64_t rows, int64_t n_features,
+                               int64_t single_precision, double intercept, const double* vector,
+                               double* image, double* squares) {
+    if (single_precision)
+        sampled_second_moment_f32((const float*)data, indices, starts, ends, rows, n_features,
+                                  intercept, vector, image, squares);
+    else
+        sampled_second_moment_f64((const double*)data, indices, starts, ends, rows, n_features,
+                                  intercept, vector, image, squares);
 }
 
 // SplitMix64 (Steele, Lea and Flood 2014): a fast generator with a 64-bit state.
@@ -249,11 +292,7 @@ static uint64_t uniform_below(uint64_t* state, uint64_t bound) {
 }
 
 // A uniformly random permutation of 0..n-1 into `out` (Fisher-Yates); advances `state`.
-#if defined(_WIN32)
-__declspec(dllexport)
-#else
-__attribute__((visibility("default")))
-#endif
+SGD_EXPORT
 void sgd_permutation(uint64_t* state, int64_t n, int64_t* out) {
     for (int64_t i = 0; i < n; ++i) out[i] = i;
     for (int64_t i = n - 1; i > 0; --i) {

@@ -36,8 +36,13 @@ static void FN(row_derivative)(const SgdConfig* cfg, const SgdArrays* a, int64_t
     for (int64_t k = 0; k < K; ++k) {
         const double y = (double)target[k];
         double value, slope;
-        loss_value_and_derivative(cfg->loss, cfg->loss_parameter, decision[k], y, &value, &slope);
-        a->loss_total[k] += value;
+        if (cfg->loss == LOSS_LOG && cfg->schedule < SCHEDULE_PA1) {
+            // the row's loss value is not needed, only the epoch's total
+            slope = log_loss_accumulated(y, decision[k], a->loss_total + k, a->loss_product + k);
+        } else {
+            loss_value_and_derivative(cfg->loss, cfg->loss_parameter, decision[k], y, &value, &slope);
+            a->loss_total[k] += value;
+        }
         if (cfg->schedule >= SCHEDULE_PA1) {
             slope = passive_aggressive_derivative(cfg, value, decision[k], y, squared_norm);
         } else if (!cfg->bounded) {
@@ -377,15 +382,32 @@ static int FN(epoch_sparse_direct)(const SgdConfig* cfg, const SgdArrays* a) {
                 // a row whose loss is flat (hinge beyond the margin) moves nothing
                 if (g[0] == 0.0) continue;
                 const double factor = step[0] * g[0];
-                double change = 0.0;
-                for (int64_t p = indptr[row]; p < indptr[row + 1]; ++p) {
+                // the squared norm's change in two partial sums: half the dependency chain
+                double change_even = 0.0, change_odd = 0.0;
+                const int64_t last = indptr[row + 1];
+                int64_t p = indptr[row];
+                for (; p + 1 < last; p += 2) {
                     REAL* w = coef + indices[p];
                     const double old = (double)*w;
                     const REAL updated = (REAL)(old - factor * (double)data[p]);
                     *w = updated;
-                    if (with_penalty) change += ((double)updated - old) * ((double)updated + old);
+                    REAL* w_next = coef + indices[p + 1];
+                    const double old_next = (double)*w_next;
+                    const REAL updated_next = (REAL)(old_next - factor * (double)data[p + 1]);
+                    *w_next = updated_next;
+                    if (with_penalty) {
+                        change_even += ((double)updated - old) * ((double)updated + old);
+                        change_odd += ((double)updated_next - old_next) * ((double)updated_next + old_next);
+                    }
                 }
-                squares[0] += change;
+                if (p < last) {
+                    REAL* w = coef + indices[p];
+                    const double old = (double)*w;
+                    const REAL updated = (REAL)(old - factor * (double)data[p]);
+                    *w = updated;
+                    if (with_penalty) change_even += ((double)updated - old) * ((double)updated + old);
+                }
+                squares[0] += change_even + change_odd;
                 continue;
             }
             for (int64_t p = indptr[row]; p < indptr[row + 1]; ++p) {
@@ -558,4 +580,36 @@ static int FN(epoch_sparse)(const SgdConfig* cfg, const SgdArrays* a) {
     free(slot); free(columns); free(weights); free(grad); free(decision); free(derivative);
     free(column_sum); free(eta); free(scale); free(squares); free(absolute);
     return 0;
+}
+
+// The second moment of sampled CSR rows times a vector, for the batch-size statistics:
+// image = mean over rows of x (x . v), x = [row, intercept] (v and image have d + 1
+// entries), read in place from the CSR arrays; the rows' sum of squared values in *squares.
+static void FN(sampled_second_moment)(const REAL* data, const int32_t* indices,
+                                      const int64_t* starts, const int64_t* ends, int64_t rows,
+                                      int64_t d, double intercept, const double* vector,
+                                      double* image, double* squares) {
+    for (int64_t j = 0; j <= d; ++j) image[j] = 0.0;
+    double total = 0.0, projected_sum = 0.0;
+    for (int64_t r = 0; r < rows; ++r) {
+        if (r + PREFETCH_ROWS < rows) {
+            // the sampled rows are apart in memory: ask for one a few rows ahead
+            const int64_t ahead = r + PREFETCH_ROWS;
+            for (int64_t p = starts[ahead]; p < ends[ahead]; p += 64 / sizeof(REAL))
+                __builtin_prefetch(data + p);
+            for (int64_t p = starts[ahead]; p < ends[ahead]; p += 16) __builtin_prefetch(indices + p);
+        }
+        double projected = intercept * vector[d];
+        for (int64_t p = starts[r]; p < ends[r]; ++p) {
+            const double x = (double)data[p];
+            projected += x * vector[indices[p]];
+            total += x * x;
+        }
+        for (int64_t p = starts[r]; p < ends[r]; ++p) image[indices[p]] += (double)data[p] * projected;
+        projected_sum += projected;
+    }
+    image[d] = intercept * projected_sum;
+    if (rows > 0)
+        for (int64_t j = 0; j <= d; ++j) image[j] /= (double)rows;
+    *squares = total;
 }
