@@ -145,9 +145,9 @@ def _sampled_second_moment(X, intercept: float, mean=None, inv_scale=None):
 
     ``times(v)`` is ``E[x x^T] v`` for ``x = [row, intercept]`` (``v`` has
     one entry more than X has columns) and ``sum_of_squares()`` the rows' sum
-    of squared values, known once ``times`` has run. Host CSR rows are read in place by the compiled
-    extension where it is built; otherwise the sampled rows are brought to the
-    host in float64 (once per fit).
+    of squared values, known once ``times`` has run. Host CSR rows are read in
+    place by the compiled extension where it is built; otherwise the sampled
+    rows are brought to the host in float64 (once per fit).
     """
     stride = max(1, -(-X.shape[0] // SAMPLE_ROWS))
     if is_sparse(X):

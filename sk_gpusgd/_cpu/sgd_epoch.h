@@ -292,12 +292,17 @@ static void FN(sparse_step_done)(const SgdConfig* cfg, const SgdArrays* a, int64
     FN(update_average)(cfg, a, rows, coef, (const REAL*)a->intercept, d * K);
 }
 
-// Ask for a shuffled row's cache lines a few rows before they are read.
-static void FN(prefetch_row)(const REAL* data, const int32_t* indices, const int64_t* indptr,
-                             int64_t row) {
-    const int64_t first = indptr[row], last = indptr[row + 1];
+// Ask for the cache lines of a row's stored values [first, last) before they are read.
+static void FN(prefetch_span)(const REAL* data, const int32_t* indices, int64_t first,
+                              int64_t last) {
     for (int64_t p = first; p < last; p += 64 / sizeof(REAL)) __builtin_prefetch(data + p);
     for (int64_t p = first; p < last; p += 16) __builtin_prefetch(indices + p);
+}
+
+// The same for a shuffled row, a few rows before it is read.
+static void FN(prefetch_row)(const REAL* data, const int32_t* indices, const int64_t* indptr,
+                             int64_t row) {
+    FN(prefetch_span)(data, indices, indptr[row], indptr[row + 1]);
 }
 
 // Sparse epoch without L1: every weight's pending change is the shared scale, so a step
@@ -382,32 +387,15 @@ static int FN(epoch_sparse_direct)(const SgdConfig* cfg, const SgdArrays* a) {
                 // a row whose loss is flat (hinge beyond the margin) moves nothing
                 if (g[0] == 0.0) continue;
                 const double factor = step[0] * g[0];
-                // the squared norm's change in two partial sums: half the dependency chain
-                double change_even = 0.0, change_odd = 0.0;
-                const int64_t last = indptr[row + 1];
-                int64_t p = indptr[row];
-                for (; p + 1 < last; p += 2) {
+                double change = 0.0;
+                for (int64_t p = indptr[row]; p < indptr[row + 1]; ++p) {
                     REAL* w = coef + indices[p];
                     const double old = (double)*w;
                     const REAL updated = (REAL)(old - factor * (double)data[p]);
                     *w = updated;
-                    REAL* w_next = coef + indices[p + 1];
-                    const double old_next = (double)*w_next;
-                    const REAL updated_next = (REAL)(old_next - factor * (double)data[p + 1]);
-                    *w_next = updated_next;
-                    if (with_penalty) {
-                        change_even += ((double)updated - old) * ((double)updated + old);
-                        change_odd += ((double)updated_next - old_next) * ((double)updated_next + old_next);
-                    }
+                    if (with_penalty) change += ((double)updated - old) * ((double)updated + old);
                 }
-                if (p < last) {
-                    REAL* w = coef + indices[p];
-                    const double old = (double)*w;
-                    const REAL updated = (REAL)(old - factor * (double)data[p]);
-                    *w = updated;
-                    if (with_penalty) change_even += ((double)updated - old) * ((double)updated + old);
-                }
-                squares[0] += change_even + change_odd;
+                squares[0] += change;
                 continue;
             }
             for (int64_t p = indptr[row]; p < indptr[row + 1]; ++p) {
@@ -592,13 +580,9 @@ static void FN(sampled_second_moment)(const REAL* data, const int32_t* indices,
     for (int64_t j = 0; j <= d; ++j) image[j] = 0.0;
     double total = 0.0, projected_sum = 0.0;
     for (int64_t r = 0; r < rows; ++r) {
-        if (r + PREFETCH_ROWS < rows) {
-            // the sampled rows are apart in memory: ask for one a few rows ahead
-            const int64_t ahead = r + PREFETCH_ROWS;
-            for (int64_t p = starts[ahead]; p < ends[ahead]; p += 64 / sizeof(REAL))
-                __builtin_prefetch(data + p);
-            for (int64_t p = starts[ahead]; p < ends[ahead]; p += 16) __builtin_prefetch(indices + p);
-        }
+        // the sampled rows are apart in memory: ask for one a few rows ahead
+        if (r + PREFETCH_ROWS < rows)
+            FN(prefetch_span)(data, indices, starts[r + PREFETCH_ROWS], ends[r + PREFETCH_ROWS]);
         double projected = intercept * vector[d];
         for (int64_t p = starts[r]; p < ends[r]; ++p) {
             const double x = (double)data[p];
