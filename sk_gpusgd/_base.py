@@ -479,8 +479,8 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
             average_start=int(self.average) or getattr(self, "_auto_average_start", 0),
         )
 
+        # the epochs' orders are drawn from it (one seed per fit, see permutation_source)
         random_state = check_random_state(self.random_state)
-        shuffle_rng = np.random.RandomState(random_state.randint(np.iinfo(np.int32).max))
         runner = (
             select_engine(xp, data, config, reference=run)
             if chunk_rows is None
@@ -492,7 +492,7 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
             data,
             config,
             max_epochs=1 if partial else int(self.max_iter),
-            random_state=shuffle_rng,
+            random_state=random_state,
             validation_score=validation_score,
             use_stopping_rule=not partial,
         )

@@ -8,6 +8,7 @@ estimators here call :func:`check_parameters` on every call instead, so that a
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from numbers import Real
@@ -26,14 +27,20 @@ UNSCALED_MAGNITUDE = 1e15
 
 def check_parameters(estimator) -> None:
     """The declared constraints and the checks of values the constraints cannot express."""
+    # get_params(deep=False), without reading the constructor's signature on every call
+    params = {name: getattr(estimator, name) for name in _parameter_names(type(estimator))}
     validate_parameter_constraints(
-        estimator._parameter_constraints,
-        estimator.get_params(deep=False),
-        caller_name=type(estimator).__name__,
+        estimator._parameter_constraints, params, caller_name=type(estimator).__name__
     )
     class_weight = getattr(estimator, "class_weight", None)
     if isinstance(class_weight, dict):
         _check_class_weight(class_weight)
+
+
+@functools.cache
+def _parameter_names(estimator_class) -> tuple[str, ...]:
+    """The constructor's parameter names, as ``get_params`` finds them (once per class)."""
+    return tuple(estimator_class._get_param_names())
 
 
 def _check_class_weight(class_weight: dict) -> None:
