@@ -14,7 +14,8 @@ Data sets, none downloaded:
   (1k and 20k rows; 200k by default; 1M with ``--large``);
 - synthetic bag-of-words CSR (Zipf column frequencies, sublinear tf-idf,
   l2-normalised rows, labels from a sparse linear model plus noise), binary and
-  10 classes, 20k rows x 2^14 features (200k x 2^18 by default and with ``--large``).
+  10 classes, 20k rows x 2^14 features (200k x 2^18 by default; 1M x 2^18 with
+  ``--large``).
 
 Dense sets run "raw" and "standardized" (StandardScaler fitted on the training
 split). Synthetic raw features are multiplied by random per-feature scales
@@ -27,13 +28,15 @@ otherwise (``--quick``: 3 everywhere); estimators get ``random_state=split``.
 Reported: mean held-out accuracy (R^2 for regression), ours - sklearn in points
 (1 point = 0.01), median fit time (each fit's fastest of up to 9 runs while
 they take under a second in all, the two libraries taking turns) and the ratio
-ours / sklearn, mean epochs
-(``n_iter_``), our ``batch_size_`` and ``preconditioner_``.
+ours / sklearn, mean epochs (``n_iter_``), our ``batch_size_`` and
+``preconditioner_``.
 
     python benchmarks/defaults_suite.py --quick   # sets <= 20k rows, 3 splits
     python benchmarks/defaults_suite.py           # up to 200k rows
     python benchmarks/defaults_suite.py --large   # adds 1M rows
-    python benchmarks/defaults_suite.py --large --only '*_1M' --splits 1   # 1M rows only
+    python benchmarks/defaults_suite.py --large --only '*_1M*' --splits 1   # 1M rows only
+    python benchmarks/defaults_suite.py --large --only '*10c_1M*' --scaling standardized \
+        --scaling tf-idf --splits 1   # skips scikit-learn's slowest fits (raw 10 classes)
 
 Writes benchmarks/results/<prefix>-<device>-<YYYYMMDD>[-quick].{json,md}
 (prefix ``defaults-suite``; ``--large`` adds ``-large`` to the device part).
@@ -171,47 +174,49 @@ def bundled_problems() -> list[Problem]:
     return problems
 
 
-def synthetic_problems(sizes: list[int], sparse_sizes: list[tuple[int, int]]) -> list[Problem]:
-    """make_classification / make_regression / make_friedman1 and bag-of-words, per size."""
+def synthetic_problems(
+    sizes: list[int], sparse_sizes: list[tuple[int, int]], wanted=lambda name: True
+) -> list[Problem]:
+    """make_classification / make_regression / make_friedman1 and bag-of-words, per size.
+
+    Only the sets whose name ``wanted`` accepts are generated.
+    """
     from sklearn.datasets import make_classification, make_friedman1, make_regression
 
-    problems = []
+    generators = []
     for n in sizes:
         tag = f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}M"
-        X, y = make_classification(
-            n_samples=n, n_features=20, n_informative=10, n_redundant=5, random_state=n
-        )
-        problems.append(Problem(f"make_classification_2c_{tag}", "make_classification", "classification", X, y))  # noqa: E501  # fmt: skip
-        X, y = make_classification(
-            n_samples=n,
-            n_features=40,
-            n_informative=20,
-            n_redundant=5,
-            n_classes=10,
-            n_clusters_per_class=1,
-            random_state=n + 1,
-        )
-        problems.append(Problem(f"make_classification_10c_{tag}", "make_classification", "classification", X, y))  # noqa: E501  # fmt: skip
-        X, y = make_regression(
-            n_samples=n, n_features=20, n_informative=10, noise=10.0, random_state=n + 2
-        )
-        problems.append(Problem(f"make_regression_{tag}", "make_regression", "regression", X, y))
-        X, y = make_friedman1(n_samples=n, n_features=10, noise=1.0, random_state=n + 3)
-        problems.append(Problem(f"make_friedman1_{tag}", "make_friedman1", "regression", X, y))
+        generators += [
+            (f"make_classification_2c_{tag}", "make_classification", "classification",
+             lambda n=n: make_classification(
+                 n_samples=n, n_features=20, n_informative=10, n_redundant=5, random_state=n)),
+            (f"make_classification_10c_{tag}", "make_classification", "classification",
+             lambda n=n: make_classification(
+                 n_samples=n, n_features=40, n_informative=20, n_redundant=5, n_classes=10,
+                 n_clusters_per_class=1, random_state=n + 1)),
+            (f"make_regression_{tag}", "make_regression", "regression",
+             lambda n=n: make_regression(
+                 n_samples=n, n_features=20, n_informative=10, noise=10.0, random_state=n + 2)),
+            (f"make_friedman1_{tag}", "make_friedman1", "regression",
+             lambda n=n: make_friedman1(
+                 n_samples=n, n_features=10, noise=1.0, random_state=n + 3)),
+        ]  # fmt: skip
     for n, log2_features in sparse_sizes:
         tag = f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}M"
         for n_classes in (2, 10):
-            X, y = bag_of_words(n, 2**log2_features, n_classes, seed=n + n_classes)
-            problems.append(
-                Problem(
+            generators.append(
+                (
                     f"bag_of_words_{n_classes}c_{tag}_2^{log2_features}",
                     "synthetic tf-idf CSR",
                     "classification",
-                    X,
-                    y,
+                    lambda n=n, k=n_classes, f=log2_features: bag_of_words(n, 2**f, k, seed=n + k),
                 )
             )
-    return problems
+    return [
+        Problem(name, source, task, *generate())
+        for name, source, task, generate in generators
+        if wanted(name)
+    ]
 
 
 def scalings(problem: Problem) -> list[str]:
@@ -562,6 +567,12 @@ def main(argv=None) -> int:
         "e.g. --large --only '*_1M'",
     )
     parser.add_argument(
+        "--scaling",
+        action="append",
+        choices=["raw", "standardized", "tf-idf"],
+        help="run only these feature scalings (repeatable; default: all)",
+    )
+    parser.add_argument(
         "--splits", type=int, help="splits per data set (default: 10 below 2,000 rows, else 3)"
     )
     parser.add_argument("--output-prefix", default="defaults-suite")
@@ -580,14 +591,17 @@ def main(argv=None) -> int:
         sparse_sizes.append((200_000, 18))
     if args.large:
         sizes.append(1_000_000)
+        sparse_sizes.append((1_000_000, 18))
 
     # an untimed warm-up: imports and first-call set-up are not charged to the first set
     warm = Problem("warm-up", "make_classification", "classification", *_tiny())
     run_split(warm, "standardized", None, 0)
 
-    problems = bundled_problems() + synthetic_problems(sizes, sparse_sizes)
-    if args.only:
-        problems = [p for p in problems if any(fnmatch.fnmatch(p.name, g) for g in args.only)]
+    def wanted(name: str) -> bool:
+        return not args.only or any(fnmatch.fnmatch(name, pattern) for pattern in args.only)
+
+    problems = [p for p in bundled_problems() if wanted(p.name)]
+    problems += synthetic_problems(sizes, sparse_sizes, wanted)
     records = []
     for problem in problems:
         n_splits = 3 if args.quick or problem.n_rows >= SMALL_ROWS else 10
@@ -595,6 +609,8 @@ def main(argv=None) -> int:
             n_splits = args.splits
         losses = ["default", "log_loss"] if problem.task == "classification" else ["default"]
         for scaling in scalings(problem):
+            if args.scaling and scaling not in args.scaling:
+                continue
             data = prepared(problem, scaling)
             for loss in losses:
                 runs = [
