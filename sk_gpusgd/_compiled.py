@@ -288,19 +288,85 @@ def _contiguous(array, dtype):
     return np.ascontiguousarray(array, dtype=dtype)
 
 
-def compiled_epoch(xp, state, data, config, order, frozen) -> EpochTotals:
+class _FixedInputs:
+    """What a fit's epochs pass to C unchanged: X's arrays, targets, weights, the config.
+
+    Built once per fit (``memo``) rather than every epoch: the int64 row pointers
+    of a CSR matrix with int32 ones are a copy, and every pointer and the config
+    struct cost microseconds of Python each.
+    """
+
+    def __init__(self, data, config, dtype):
+        self.data, self.config, self.dtype = data, config, dtype
+        X = data.X
+        if sp.issparse(X):
+            # column indices as int32 (n_features < 2**31), row pointers as int64: one loop in C
+            X_arrays = (
+                np.ascontiguousarray(X.data),
+                np.ascontiguousarray(X.indices, dtype=np.int32),
+                np.ascontiguousarray(X.indptr, dtype=np.int64),
+            )
+        else:
+            X_arrays = (np.ascontiguousarray(X), None, None)
+        weights = (data.targets, data.sample_weight, data.positive_weight, data.negative_weight)
+        # kept alive with this object: the pointers below point into them
+        self.arrays = X_arrays + tuple(_contiguous(array, dtype) for array in weights)
+        self.pointers = tuple(_pointer_of(array) for array in self.arrays)
+        self.sparse = sp.issparse(X)
+        self.cfg = _config(data, config)
+
+    def serves(self, data, config, dtype) -> bool:
+        return self.data is data and self.config is config and self.dtype == dtype
+
+
+def _config(data, config) -> _Config:
+    """The ``SgdConfig`` of a fit."""
+    loss, schedule, scaling, opt = config.loss, config.schedule, config.scaling, config.optimizer
+    return _Config(
+        n_samples=data.n_samples,
+        n_features=int(data.X.shape[1]),
+        n_outputs=int(data.targets.shape[1]),
+        batch_size=config.batch_size,
+        average_start=config.average_start,
+        loss=LOSS_CODES[loss.name],
+        schedule=SCHEDULE_CODES[schedule.kind],
+        fit_intercept=int(config.fit_intercept),
+        scaled=int(scaling is not None),
+        with_penalty=int(EpochTotals(config).with_penalty),
+        bounded=int(loss.bounded),
+        pa_sign_from_target=int(loss.name == "hinge"),
+        loss_parameter=float(getattr(loss, "threshold", getattr(loss, "epsilon", 0.0))),
+        eta0=float(schedule.eta0),
+        alpha=float(schedule.alpha),
+        power_t=float(schedule.power_t),
+        optimal_offset=float(schedule.optimal_offset),
+        mean_squared_norm=0.0 if scaling is None else float(scaling.mean_squared_norm),
+        top_eigenvalue=0.0 if scaling is None else float(scaling.top_eigenvalue),
+        curvature=float(loss.curvature),
+        l2=float(opt.l2),
+        l1=float(opt.l1),
+        decay=float(opt.decoupled_decay),
+        intercept_scale=float(config.intercept_scale),
+    )
+
+
+def compiled_epoch(xp, state, data, config, order, frozen, memo=None) -> EpochTotals:
     """One pass over the rows in ``order``, in C; the engine's epoch signature.
 
     Updates ``state`` as the NumPy pass would and returns the epoch's totals.
+    ``memo``, a dict kept for the whole fit, keeps the inputs that do not
+    change between its epochs.
     """
     coef = state.coef
     dtype = coef.dtype
-    n_features, n_outputs = coef.shape
+    n_outputs = coef.shape[1]
     opt = config.optimizer
-    schedule = config.schedule
-    scaling = config.scaling
+    fixed = None if memo is None else memo.get("compiled")
+    if fixed is None or not fixed.serves(data, config, dtype):
+        fixed = _FixedInputs(data, config, dtype)
+        if memo is not None:
+            memo["compiled"] = fixed
     totals = EpochTotals(config)
-    sparse = sp.issparse(data.X)
     # the C code writes in place: the state's arrays must be contiguous and its own
     state.coef = coef = np.ascontiguousarray(coef)
     state.intercept = intercept = np.ascontiguousarray(state.intercept, dtype=dtype)
@@ -317,11 +383,11 @@ def compiled_epoch(xp, state, data, config, order, frozen) -> EpochTotals:
             setattr(state, name, np.ascontiguousarray(value, dtype=dtype))
     counters = np.array([state.samples_seen, state.steps, state.n_averaged], dtype=np.int64)
     loss_total = np.zeros(n_outputs)
+    penalty_total = np.zeros(n_outputs)
     # log loss: the C epoch multiplies the rows' 1 + exp(-|z|) here; its log joins the total
     loss_product = np.ones(n_outputs)
-    penalty_total = np.zeros(n_outputs)
     adaptive = None
-    if schedule.kind == "adaptive" and state.adaptive_eta is not None:
+    if config.schedule.kind == "adaptive" and state.adaptive_eta is not None:
         adaptive = np.asarray(state.adaptive_eta, dtype=np.float64)
     keep = []  # the arrays whose pointers the call uses, alive until it returns
 
@@ -329,23 +395,16 @@ def compiled_epoch(xp, state, data, config, order, frozen) -> EpochTotals:
         keep.append(array)
         return _pointer_of(array)
 
-    X = data.X
-    if sparse:
-        # column indices as int32 (n_features < 2**31), row pointers as int64: one loop in C
-        X_data = np.ascontiguousarray(X.data)
-        X_indices = np.ascontiguousarray(X.indices, dtype=np.int32)
-        X_indptr = np.ascontiguousarray(X.indptr, dtype=np.int64)
-    else:
-        X_data, X_indices, X_indptr = np.ascontiguousarray(X), None, None
+    X_data, X_indices, X_indptr, targets, sample_weight, positive, negative = fixed.pointers
     arrays = _Arrays(
-        X_data=address(X_data),
-        X_indices=address(X_indices),
-        X_indptr=address(X_indptr),
+        X_data=X_data,
+        X_indices=X_indices,
+        X_indptr=X_indptr,
         order=address(None if order is None else np.ascontiguousarray(order, dtype=np.int64)),
-        targets=address(_contiguous(data.targets, dtype)),
-        sample_weight=address(_contiguous(data.sample_weight, dtype)),
-        positive_weight=address(_contiguous(data.positive_weight, dtype)),
-        negative_weight=address(_contiguous(data.negative_weight, dtype)),
+        targets=targets,
+        sample_weight=sample_weight,
+        positive_weight=positive,
+        negative_weight=negative,
         mask=address(_contiguous(frozen.mask, dtype)),
         coef=address(coef),
         intercept=address(intercept),
@@ -361,35 +420,9 @@ def compiled_epoch(xp, state, data, config, order, frozen) -> EpochTotals:
         counters=address(counters),
         loss_product=address(loss_product),
     )
-    loss = config.loss
-    cfg = _Config(
-        n_samples=data.n_samples,
-        n_features=n_features,
-        n_outputs=n_outputs,
-        batch_size=config.batch_size,
-        average_start=config.average_start,
-        loss=LOSS_CODES[loss.name],
-        schedule=SCHEDULE_CODES[schedule.kind],
-        fit_intercept=int(config.fit_intercept),
-        scaled=int(scaling is not None),
-        with_penalty=int(totals.with_penalty),
-        bounded=int(loss.bounded),
-        pa_sign_from_target=int(loss.name == "hinge"),
-        loss_parameter=float(getattr(loss, "threshold", getattr(loss, "epsilon", 0.0))),
-        eta0=float(schedule.eta0),
-        alpha=float(schedule.alpha),
-        power_t=float(schedule.power_t),
-        optimal_offset=float(schedule.optimal_offset),
-        mean_squared_norm=0.0 if scaling is None else float(scaling.mean_squared_norm),
-        top_eigenvalue=0.0 if scaling is None else float(scaling.top_eigenvalue),
-        curvature=float(loss.curvature),
-        l2=float(opt.l2),
-        l1=float(opt.l1),
-        decay=float(opt.decoupled_decay),
-        intercept_scale=float(config.intercept_scale),
-    )
+    cfg = fixed.cfg
     status = _epoch_function()(
-        ctypes.byref(cfg), ctypes.byref(arrays), int(dtype == np.float32), int(sparse)
+        ctypes.byref(cfg), ctypes.byref(arrays), int(dtype == np.float32), int(fixed.sparse)
     )
     if status != 0:
         raise MemoryError("the compiled SGD epoch could not allocate its work buffers")

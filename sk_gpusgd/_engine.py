@@ -8,6 +8,7 @@ divergence.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -258,17 +259,18 @@ def penalty_columns(xp, coef, optimizer: OptimizerConfig):
     return value
 
 
-def default_epoch(xp, state: TrainingState, data: TrainingData, config, order, frozen):
+def default_epoch(xp, state: TrainingState, data: TrainingData, config, order, frozen, memo=None):
     """One pass: the compiled epoch where it covers the fit, else the NumPy pass.
 
     Both give the same result up to rounding; :mod:`._compiled` says what the
-    compiled one covers.
+    compiled one covers. ``memo``, a dict kept across one fit's epochs, lets
+    the compiled epoch prepare its fixed inputs once.
     """
     from . import _compiled
     from ._sparse import sparse_epoch
 
     if _compiled.unsupported_reason(xp, state, data, config) is None:
-        return _compiled.compiled_epoch(xp, state, data, config, order, frozen)
+        return _compiled.compiled_epoch(xp, state, data, config, order, frozen, memo)
     numpy_pass = sparse_epoch if is_sparse(data.X) else _dense_epoch
     return numpy_pass(xp, state, data, config, order, frozen)
 
@@ -503,6 +505,16 @@ def _epoch_summary(xp, state: TrainingState, totals: EpochTotals, n_samples):
     """One host sync: mean loss and objective per column, and whether the weights are finite."""
     coef = state.coef
     n_outputs = coef.shape[1]
+    if xp is np:
+        # the same sums in NumPy itself, without the array-API calls a device needs
+        shape, dtype = (n_outputs,), coef.dtype
+        loss = np.broadcast_to(np.asarray(totals.loss, dtype=dtype), shape) / n_samples
+        penalty = np.broadcast_to(np.asarray(totals.penalty, dtype=dtype), shape) / n_samples
+        mean_loss = loss.astype(np.float64)
+        objective = mean_loss + penalty.astype(np.float64)
+        probe = float(coef.sum() + state.intercept.sum())
+        finite = bool(np.isfinite(objective).all()) and math.isfinite(probe)
+        return mean_loss, objective, finite
     finite_probe = xp.sum(coef) + xp.sum(state.intercept)
     zeros = xp.zeros((n_outputs,), dtype=coef.dtype, device=array_device(coef))
     loss = xp.astype(totals.loss + zeros, coef.dtype)
@@ -598,7 +610,7 @@ def run(
     if next_permutation is None:
         next_permutation = permutation_source(xp, random_state, data.X)
     if epoch_runner is None:
-        epoch_runner = default_epoch
+        epoch_runner = functools.partial(default_epoch, memo={})
     rule = StoppingRule(config, n_outputs, early_stopping=validation_score is not None)
     if state.adaptive_eta is None and config.schedule.kind == "adaptive":
         state.adaptive_eta = (float(config.schedule.eta0),) * n_outputs

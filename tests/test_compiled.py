@@ -387,3 +387,20 @@ def test_batch_statistics_are_the_same_with_and_without_the_extension(monkeypatc
     reference = measure_scaling(X, True, intercept_scale=0.01)
     assert compiled.mean_squared_norm == pytest.approx(reference.mean_squared_norm, rel=1e-6)
     assert compiled.top_eigenvalue == pytest.approx(reference.top_eigenvalue, rel=1e-6)
+
+
+def test_a_fit_prepares_the_fixed_inputs_of_its_epochs_once(monkeypatch):
+    """X's arrays (an int64 copy of CSR row pointers), targets and config: once a fit."""
+    built = []
+    original = _compiled._FixedInputs.__init__
+
+    def counting(self, *args):
+        built.append(1)
+        original(self, *args)
+
+    monkeypatch.setattr(_compiled._FixedInputs, "__init__", counting)
+    X, y = _sparse_problem()
+    model = GPUSGDClassifier(random_state=0, max_iter=5, tol=None).fit(X, y)
+    assert model.n_iter_ == 5 and len(built) == 1
+    GPUSGDClassifier(random_state=0, max_iter=5, tol=None).fit(X.toarray(), y)
+    assert len(built) == 2

@@ -337,6 +337,12 @@ static int FN(epoch_sparse_direct)(const SgdConfig* cfg, const SgdArrays* a) {
         const int64_t rows = stop - start;
         for (int64_t r = 0; r < rows; ++r) {
             const int64_t row = a->order ? a->order[start + r] : start + r;
+            if (a->order && start + r + 2 * PREFETCH_ROWS < n) {
+                // two stages: a later row's pointers and target now, its values next
+                const int64_t later = a->order[start + r + 2 * PREFETCH_ROWS];
+                __builtin_prefetch(indptr + later);
+                __builtin_prefetch(targets + later * K);
+            }
             if (a->order && start + r + PREFETCH_ROWS < n)
                 FN(prefetch_row)(data, indices, indptr, a->order[start + r + PREFETCH_ROWS]);
             double* out = decision + r * K;
