@@ -137,6 +137,15 @@ def _library():
         library = ctypes.CDLL(spec.origin)
     except OSError:
         return None
+    try:
+        _declare(library)
+    except AttributeError:  # a build older than this module (an editable install not rebuilt)
+        return None
+    return library
+
+
+def _declare(library) -> None:
+    """The argument and result types of the library's functions."""
     library.sgd_epoch.argtypes = [ctypes.POINTER(_Config), ctypes.POINTER(_Arrays), _int64, _int64]
     library.sgd_epoch.restype = ctypes.c_int
     library.sgd_permutation.argtypes = [ctypes.POINTER(ctypes.c_uint64), _int64, _pointer]
@@ -144,7 +153,6 @@ def _library():
     moment = library.sgd_sampled_second_moment
     moment.argtypes = [_pointer] * 4 + [_int64] * 3 + [_double] + [_pointer] * 3
     moment.restype = None
-    return library
 
 
 def _epoch_function():
@@ -182,7 +190,7 @@ def sampled_second_moment(X, stride: int, intercept: float):
     v`` for ``x = [row, intercept]``, ``sum_of_squares()`` the rows' sum of
     squared values (summed by each call of ``times``). None where the
     extension is not built or X is not a float32/float64 NumPy CSR matrix with
-    fewer than 2**31 columns. Like the shuffle, used whatever
+    int32 column indices. Like the shuffle, used whatever
     ``SK_GPUSGD_COMPILED`` says, so that both engines see the same statistics.
     """
     library = _library()
@@ -192,11 +200,12 @@ def sampled_second_moment(X, stride: int, intercept: float):
         or X.format != "csr"
         or not isinstance(X.data, np.ndarray)
         or X.dtype not in COMPILED_DTYPES
-        or X.shape[1] >= 2**31
+        or X.indices.dtype != np.int32
     ):
+        # 64-bit indices would need a copy of all of them: NumPy copies the sampled rows only
         return None
     data = np.ascontiguousarray(X.data)
-    indices = np.ascontiguousarray(X.indices, dtype=np.int32)
+    indices = np.ascontiguousarray(X.indices)
     starts = np.ascontiguousarray(X.indptr[:-1:stride], dtype=np.int64)
     ends = np.ascontiguousarray(X.indptr[1::stride], dtype=np.int64)
     n_rows, n_features = len(starts), X.shape[1]
@@ -204,6 +213,8 @@ def sampled_second_moment(X, stride: int, intercept: float):
 
     def times(vector):
         vector = np.ascontiguousarray(vector, dtype=np.float64)
+        if vector.shape != (n_features + 1,):
+            raise ValueError(f"expected a vector of {n_features + 1} values; got {vector.shape}")
         image = np.empty(n_features + 1)
         library.sgd_sampled_second_moment(
             data.ctypes.data,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+import weakref
 from numbers import Real
 
 import numpy as np
@@ -19,6 +20,9 @@ from sklearn.utils._param_validation import validate_parameter_constraints
 from ._backend import is_sparse, to_namespace
 from ._schedules import make_schedule
 
+# the parameters each live estimator last passed the checks with; kept beside the
+# estimator, not in it, so that a call that fails later leaves its attributes as they were
+_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # a step whose decay factor |1 - eta * decay| exceeds one makes the weights grow
 MAX_STABLE_DECAY_STEP = 2.0
 # no standardised input comes near this; a larger one is named as the cause
@@ -26,15 +30,41 @@ UNSCALED_MAGNITUDE = 1e15
 
 
 def check_parameters(estimator) -> None:
-    """The declared constraints and the checks of values the constraints cannot express."""
+    """The declared constraints and the checks of values the constraints cannot express.
+
+    Parameters that passed on an earlier call and are unchanged since (a
+    stream of ``partial_fit`` calls) are not checked again.
+    """
     # get_params(deep=False), without reading the constructor's signature on every call
     params = {name: getattr(estimator, name) for name in _parameter_names(type(estimator))}
+    if _unchanged(_CHECKED.get(estimator), params):
+        return
     validate_parameter_constraints(
         estimator._parameter_constraints, params, caller_name=type(estimator).__name__
     )
     class_weight = getattr(estimator, "class_weight", None)
     if isinstance(class_weight, dict):
         _check_class_weight(class_weight)
+    # dicts are copied: one changed in place is a changed parameter
+    _CHECKED[estimator] = {
+        name: dict(value) if isinstance(value, dict) else value for name, value in params.items()
+    }
+
+
+def _unchanged(checked: dict | None, params: dict) -> bool:
+    """Whether every parameter equals, in type and value, the one checked before."""
+    if checked is None or checked.keys() != params.keys():
+        return False
+    for name, value in params.items():
+        before = checked[name]
+        if before is value:
+            continue
+        try:
+            if type(before) is not type(value) or not bool(before == value):
+                return False
+        except (TypeError, ValueError):  # values without a plain equality
+            return False
+    return True
 
 
 @functools.cache

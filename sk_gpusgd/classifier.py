@@ -419,17 +419,19 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
                 f"Unknown label type: y has the structured dtype {y.dtype}; class labels "
                 "are numbers, strings or booleans, one per sample."
             )
-        if y_xp is np:
-            # labels past the int64 range make scikit-learn's integer test cast with a warning
-            with np.errstate(invalid="ignore", over="ignore"):
-                check_classification_targets(y)
-        elif dtype_name(y) == "bool":
+        # a stream's later chunks: labels that are all in classes_ need no type check
+        # (classes_ passed it); the check runs below only when some are not
+        continuing = partial and hasattr(self, "classes_")
+        if y_xp is np and not continuing:
+            _check_label_type(y)
+        elif y_xp is not np and dtype_name(y) == "bool":
             # device libraries cannot sort or search booleans: classes_ become 0 / 1
             y = y_xp.astype(y, y_xp.int64)
         if partial:
             if classes is not None and is_device_array(classes):
                 classes = to_namespace(classes, np)
-            _check_partial_fit_first_call(self, classes)
+            if not (continuing and _same_classes(self.classes_, classes)):
+                _check_partial_fit_first_call(self, classes)
         else:
             self.classes_ = _sorted_unique(y_xp, y)
         classes_in_y = to_namespace(self.classes_, y_xp, y) if _numeric(self.classes_) else None
@@ -452,6 +454,8 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
                 f"classes_ of dtype {dtype_name(self.classes_)}."
             ) from error
         if not bool(y_xp.all(known)):
+            if y_xp is np and continuing:
+                _check_label_type(y)
             unknown = np.setdiff1d(to_namespace(y, np), to_namespace(self.classes_, np))
             raise ValueError(
                 f"y contains labels {unknown.tolist()} that are not in classes_ "
@@ -624,3 +628,23 @@ def _sorted_unique(xp, y):
     if xp is np or not hasattr(xp, "unique_values"):
         return xp.unique(y)
     return xp.sort(xp.unique_values(y))
+
+
+def _check_label_type(y) -> None:
+    """scikit-learn's check that host labels are classes (not continuous, not multilabel)."""
+    # labels past the int64 range make scikit-learn's integer test cast with a warning
+    with np.errstate(invalid="ignore", over="ignore"):
+        check_classification_targets(y)
+
+
+def _same_classes(known, classes) -> bool:
+    """Whether ``classes`` names exactly the fitted ``classes_`` (the cheap form of the check).
+
+    False whenever in doubt, so that scikit-learn's own check runs and gives its message.
+    """
+    if classes is None:
+        return False
+    try:
+        return bool(np.array_equal(known, np.unique(np.asarray(classes))))
+    except (TypeError, ValueError):
+        return False

@@ -404,3 +404,34 @@ def test_a_fit_prepares_the_fixed_inputs_of_its_epochs_once(monkeypatch):
     assert model.n_iter_ == 5 and len(built) == 1
     GPUSGDClassifier(random_state=0, max_iter=5, tol=None).fit(X.toarray(), y)
     assert len(built) == 2
+
+
+@pytest.mark.parametrize("margin", [5.0, 20.0, 40.0])
+def test_log_loss_epoch_total_keeps_the_losses_of_well_classified_rows(margin):
+    """Rows far on the right side have losses of about exp(-z); their sum keeps its digits.
+
+    At z = 40, 1 + exp(-z) rounds to 1, so a product alone would lose them.
+    """
+    from sk_gpusgd._engine import EngineConfig, FrozenColumns, TrainingData, TrainingState
+    from sk_gpusgd._losses import make_loss
+    from sk_gpusgd._optim import OptimizerConfig
+    from sk_gpusgd._schedules import make_schedule
+
+    rng = np.random.RandomState(0)
+    targets = np.where(rng.rand(3000, 1) < 0.5, 1.0, -1.0)
+    X = targets * rng.uniform(margin, margin + 1.0, size=(3000, 1))
+    coef, intercept = np.ones((1, 1)), np.zeros(1)
+    expected = np.logaddexp(0.0, -(targets * X).ravel()).sum()
+    loss = make_loss("log_loss", 0.1)
+    config = EngineConfig(
+        loss=loss,
+        schedule=make_schedule("constant", 1e-300, 1e-4, 0.5, loss),
+        optimizer=OptimizerConfig(),
+        batch_size=16,
+    )
+    state = TrainingState(coef=coef.copy(), intercept=intercept.copy())
+    data = TrainingData(X=X, targets=targets)
+    totals = _compiled.compiled_epoch(
+        np, state, data, config, None, FrozenColumns(np, state, [True])
+    )
+    assert_allclose(totals.loss, [expected], rtol=1e-12)

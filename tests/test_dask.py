@@ -1,6 +1,5 @@
 """Training and prediction on Dask collections, on a real two-process LocalCluster."""
 
-import os
 import signal
 import warnings
 
@@ -287,16 +286,16 @@ def test_bad_dask_input_is_a_clear_error_and_leaves_the_model(client):
 
 
 # ------------------------------------------------------------------ faults
-def _kill_a_worker_mid_fit(client, fit, after_rounds=2):
-    """Run ``fit()``; one worker process SIGKILLs itself inside its ``after_rounds``-th round.
+def _kill_a_worker_mid_fit(client, fit, lock_path, after_rounds=2):
+    """Run ``fit()``; the first worker process to start its ``after_rounds``-th round dies.
 
     The kill happens while the worker runs the task, so the scheduler always sees a
     task lost with its worker (a kill timed from outside can land between tasks,
-    which Dask recovers from without counting a failure).
+    which Dask recovers from without counting a failure). Every worker is armed,
+    wherever the scheduler puts the blocks; the lock file lets only one die.
     """
-    address = sorted(client.scheduler_info()["workers"])[0]
 
-    def arm(limit):
+    def arm(limit, lock):
         import os
         import signal
 
@@ -309,19 +308,23 @@ def _kill_a_worker_mid_fit(client, fit, after_rounds=2):
         def round_that_dies(*args, **kwargs):
             calls[0] += 1
             if calls[0] >= limit:
-                os.kill(os.getpid(), signal.SIGKILL)
+                try:
+                    os.close(os.open(lock, os.O_CREAT | os.O_EXCL))
+                except FileExistsError:  # another worker died already
+                    pass
+                else:
+                    os.kill(os.getpid(), signal.SIGKILL)
             return original(*args, **kwargs)
 
         # tasks name the function by module and name, so the worker runs this one
         module._local_round = round_that_dies
 
-    pids_before = set(client.run(os.getpid).values())
-    client.run(arm, after_rounds, workers=[address])
+    client.run(arm, after_rounds, str(lock_path))
     try:
         return fit()
     finally:
-        pids_after = set(client.run(os.getpid).values())
-        assert pids_after != pids_before, "the worker was not killed during the fit"
+        # also when the fit raised: its error must come from the kill
+        assert lock_path.exists(), "no worker was killed during the fit"
 
 
 def _fault_data():
@@ -329,7 +332,7 @@ def _fault_data():
     return X, y, *_blocks(X, y)
 
 
-def test_a_killed_worker_is_recovered_and_the_model_is_the_same():
+def test_a_killed_worker_is_recovered_and_the_model_is_the_same(tmp_path):
     cluster, client = _local_cluster()
     try:
         X, y, X_dask, y_dask = _fault_data()
@@ -338,7 +341,7 @@ def test_a_killed_worker_is_recovered_and_the_model_is_the_same():
         model = GPUSGDClassifier(**params)
         # one lost task is within Dask's default retries (3): lost blocks and
         # rounds are recomputed from the same seeds
-        _kill_a_worker_mid_fit(client, lambda: model.fit(X_dask, y_dask))
+        _kill_a_worker_mid_fit(client, lambda: model.fit(X_dask, y_dask), tmp_path / "killed")
         assert np.all(np.isfinite(model.coef_))
         np.testing.assert_array_equal(model.coef_, reference.coef_)
     finally:
@@ -346,7 +349,7 @@ def test_a_killed_worker_is_recovered_and_the_model_is_the_same():
         cluster.close()
 
 
-def test_a_fit_that_loses_its_worker_raises_and_keeps_the_previous_model():
+def test_a_fit_that_loses_its_worker_raises_and_keeps_the_previous_model(tmp_path):
     # no retries: the task on the killed worker fails the fit
     cluster, client = _local_cluster(**{"distributed.scheduler.allowed-failures": 0})
     try:
@@ -356,7 +359,7 @@ def test_a_fit_that_loses_its_worker_raises_and_keeps_the_previous_model():
         n_iter = model.n_iter_
         model.set_params(max_iter=6)
         with pytest.raises(RuntimeError, match="The Dask cluster failed during the fit"):
-            _kill_a_worker_mid_fit(client, lambda: model.fit(X_dask, y_dask))
+            _kill_a_worker_mid_fit(client, lambda: model.fit(X_dask, y_dask), tmp_path / "killed")
         for name, value in before.items():
             np.testing.assert_array_equal(getattr(model, name), value)
         assert model.n_iter_ == n_iter and model.device_ == "cpu"

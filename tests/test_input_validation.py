@@ -72,6 +72,23 @@ def test_continuous_labels_for_the_classifier(data):
         GPUSGDClassifier().fit(X, np.linspace(0, 1, len(X)))
 
 
+def test_a_streams_later_chunks_are_checked_like_its_first(data):
+    """Later partial_fit calls skip the label-type check only for labels already known."""
+    X, y = data
+    model = GPUSGDClassifier(random_state=0).partial_fit(X, y, classes=np.unique(y))
+    coef = model.coef_.copy()
+    with pytest.raises(ValueError, match="Unknown label type"):
+        model.partial_fit(X, np.linspace(0, 1, len(X)))
+    with pytest.raises(ValueError, match=r"labels \[7\] that are not in classes_"):
+        model.partial_fit(X, np.full(len(X), 7))
+    with pytest.raises(ValueError, match="is not the same as on last call to partial_fit"):
+        model.partial_fit(X, y, classes=np.unique(y)[:1])
+    np.testing.assert_array_equal(model.coef_, coef)
+    # the same classes, in another order or as a list, are the same classes
+    model.partial_fit(X, y, classes=list(np.unique(y)[::-1]))
+    assert model.t_ > 1
+
+
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_wrong_number_of_features_at_predict_and_partial_fit(data, estimator):
     X, y = data

@@ -70,11 +70,17 @@ static double log_loss_slope(double y, double z, double e) {
 }
 
 // The log-loss part of a row without log1p: max(-z, 0) is added to *total and 1 + e
-// multiplied into *product, kept below 2**512 by moving its exponent into *total.
+// multiplied into *product, kept below 2**512 by moving its exponent into *total. A row
+// far on the right side (e < 2**-20, where 1 + e would round e away) adds log1p(e)'s
+// series, e - e^2 / 2, to *total directly.
 static double log_loss_accumulated(double y, double p, double* total, double* product) {
     const double z = y * p;
     const double e = exp(-fabs(z));
     *total += -z < 0 ? 0.0 : -z;
+    if (e < 0x1p-20) {
+        *total += e * (1.0 - 0.5 * e);
+        return log_loss_slope(y, z, e);
+    }
     double factor = *product * (1.0 + e);
     if (factor > 0x1p512) {
         int exponent;
