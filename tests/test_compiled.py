@@ -321,6 +321,28 @@ def test_in_place_epochs_never_touch_the_callers_arrays(classification, sparse):
     assert np.array_equal(fitted, fitted_copy)
 
 
+def _log_loss_epoch_at_rest(X, targets, coef, intercept):
+    """One compiled log-loss epoch at a rate of 1e-300 (the weights stay); its totals, state."""
+    from sk_gpusgd._engine import EngineConfig, FrozenColumns, TrainingData, TrainingState
+    from sk_gpusgd._losses import make_loss
+    from sk_gpusgd._optim import OptimizerConfig
+    from sk_gpusgd._schedules import make_schedule
+
+    loss = make_loss("log_loss", 0.1)
+    config = EngineConfig(
+        loss=loss,
+        schedule=make_schedule("constant", 1e-300, 1e-4, 0.5, loss),
+        optimizer=OptimizerConfig(),
+        batch_size=16,
+    )
+    state = TrainingState(coef=coef.copy(), intercept=intercept.copy())
+    frozen = FrozenColumns(np, state, [True] * targets.shape[1])
+    totals = _compiled.compiled_epoch(
+        np, state, TrainingData(X=X, targets=targets), config, None, frozen
+    )
+    return totals, state
+
+
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_log_loss_epoch_total_is_the_sum_of_row_losses(sparse, dtype):
@@ -331,11 +353,6 @@ def test_log_loss_epoch_total_is_the_sum_of_row_losses(sparse, dtype):
     the running product of the C code pass 2**512 several times; a few rows
     far on the wrong side (z = -50) have losses of 50.
     """
-    from sk_gpusgd._engine import EngineConfig, FrozenColumns, TrainingData, TrainingState
-    from sk_gpusgd._losses import make_loss
-    from sk_gpusgd._optim import OptimizerConfig
-    from sk_gpusgd._schedules import make_schedule
-
     rng = np.random.RandomState(0)
     X = rng.normal(size=(4000, 6)).astype(dtype)
     X[:40] *= 400.0
@@ -346,17 +363,8 @@ def test_log_loss_epoch_total_is_the_sum_of_row_losses(sparse, dtype):
     z = targets * (X.astype(np.float64) @ coef.astype(np.float64) + intercept)
     expected = np.logaddexp(0.0, -z).sum(axis=0)
     assert np.max(-z) > 30 and np.sum(np.abs(z) < 1) > 3000
-    loss = make_loss("log_loss", 0.1)
-    config = EngineConfig(
-        loss=loss,
-        schedule=make_schedule("constant", 1e-300, 1e-4, 0.5, loss),
-        optimizer=OptimizerConfig(),
-        batch_size=16,
-    )
-    state = TrainingState(coef=coef.copy(), intercept=intercept.copy())
-    data = TrainingData(X=sp.csr_matrix(X) if sparse else X, targets=targets)
-    totals = _compiled.compiled_epoch(
-        np, state, data, config, None, FrozenColumns(np, state, [True] * 2)
+    totals, state = _log_loss_epoch_at_rest(
+        sp.csr_matrix(X) if sparse else X, targets, coef, intercept
     )
     assert_allclose(state.coef, coef)
     assert_allclose(totals.loss, expected, rtol=1e-6 if dtype == np.float32 else 1e-12)
@@ -412,26 +420,10 @@ def test_log_loss_epoch_total_keeps_the_losses_of_well_classified_rows(margin):
 
     At z = 40, 1 + exp(-z) rounds to 1, so a product alone would lose them.
     """
-    from sk_gpusgd._engine import EngineConfig, FrozenColumns, TrainingData, TrainingState
-    from sk_gpusgd._losses import make_loss
-    from sk_gpusgd._optim import OptimizerConfig
-    from sk_gpusgd._schedules import make_schedule
-
     rng = np.random.RandomState(0)
     targets = np.where(rng.rand(3000, 1) < 0.5, 1.0, -1.0)
     X = targets * rng.uniform(margin, margin + 1.0, size=(3000, 1))
     coef, intercept = np.ones((1, 1)), np.zeros(1)
     expected = np.logaddexp(0.0, -(targets * X).ravel()).sum()
-    loss = make_loss("log_loss", 0.1)
-    config = EngineConfig(
-        loss=loss,
-        schedule=make_schedule("constant", 1e-300, 1e-4, 0.5, loss),
-        optimizer=OptimizerConfig(),
-        batch_size=16,
-    )
-    state = TrainingState(coef=coef.copy(), intercept=intercept.copy())
-    data = TrainingData(X=X, targets=targets)
-    totals = _compiled.compiled_epoch(
-        np, state, data, config, None, FrozenColumns(np, state, [True])
-    )
+    totals, _ = _log_loss_epoch_at_rest(X, targets, coef, intercept)
     assert_allclose(totals.loss, [expected], rtol=1e-12)
