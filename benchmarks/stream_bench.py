@@ -19,6 +19,7 @@ taking turns; reported: milliseconds per ``partial_fit`` call, the ratio ours
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -95,7 +96,7 @@ def main(argv=None) -> None:
                 f"(ratio {record['time_ratio']:.2f}); accuracy {scores['sk_gpusgd']:.4f} / "
                 f"{scores['sklearn']:.4f}"
             )
-    command = "python benchmarks/stream_bench.py " + " ".join(argv or [])
+    command = " ".join(["python", "benchmarks/stream_bench.py", *(argv or sys.argv[1:])])
     rows = [
         (
             r["data"],
@@ -115,7 +116,7 @@ def main(argv=None) -> None:
             "# Streaming partial_fit: sk_gpusgd vs scikit-learn",
             "",
             environment_markdown(info, found, date),
-            f"- Command: `{command.strip()}`",
+            f"- Command: `{command}`",
             f"- One pass over the training rows in chunks, classes given on every call; each "
             f"stream the fastest of {args.repeats} runs, the libraries taking turns.",
             "",
@@ -123,7 +124,13 @@ def main(argv=None) -> None:
             "",
         ]
     )
-    payload = {"benchmark": "stream", "date": date, "device": info, "versions": found}
+    payload = {
+        "benchmark": "stream",
+        "date": date,
+        "command": command,
+        "device": info,
+        "versions": found,
+    }
     payload["records"] = records
     save_report(args.output_prefix, device_slug(info), date, False, payload, markdown, started)
 

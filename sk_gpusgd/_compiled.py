@@ -310,7 +310,8 @@ class _FixedInputs:
     def __init__(self, data, config, dtype):
         self.data, self.config, self.dtype = data, config, dtype
         X = data.X
-        if sp.issparse(X):
+        self.sparse = sp.issparse(X)
+        if self.sparse:
             # column indices as int32 (n_features < 2**31), row pointers as int64: one loop in C
             X_arrays = (
                 np.ascontiguousarray(X.data),
@@ -323,7 +324,6 @@ class _FixedInputs:
         # kept alive with this object: the pointers below point into them
         self.arrays = X_arrays + tuple(_contiguous(array, dtype) for array in weights)
         self.pointers = tuple(_pointer_of(array) for array in self.arrays)
-        self.sparse = sp.issparse(X)
         self.cfg = _config(data, config)
 
     def serves(self, data, config, dtype) -> bool:

@@ -79,15 +79,15 @@ static double log_loss_accumulated(double y, double p, double* total, double* pr
     *total += -z < 0 ? 0.0 : -z;
     if (e < 0x1p-20) {
         *total += e * (1.0 - 0.5 * e);
-        return log_loss_slope(y, z, e);
+    } else {
+        double factor = *product * (1.0 + e);
+        if (factor > 0x1p512) {
+            int exponent;
+            factor = frexp(factor, &exponent);
+            *total += (double)exponent * LN2;
+        }
+        *product = factor;
     }
-    double factor = *product * (1.0 + e);
-    if (factor > 0x1p512) {
-        int exponent;
-        factor = frexp(factor, &exponent);
-        *total += (double)exponent * LN2;
-    }
-    *product = factor;
     return log_loss_slope(y, z, e);
 }
 
