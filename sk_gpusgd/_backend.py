@@ -227,3 +227,13 @@ def to_namespace(array: Any, xp, like: Any = None):
         return sys.modules["cupy"].asarray(to_namespace(array, np))
     host = to_namespace(array, np)
     return xp.asarray(host, device=device) if device is not None else xp.asarray(host)
+
+
+def free_device_bytes(xp) -> int | None:
+    """Free memory of the current CUDA device (plus CuPy's cached blocks); None off CuPy."""
+    if not is_cupy_namespace(xp):
+        return None
+    import cupy
+
+    free, _total = cupy.cuda.runtime.memGetInfo()
+    return int(free + cupy.get_default_memory_pool().free_bytes())

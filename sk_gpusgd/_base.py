@@ -34,6 +34,7 @@ from ._backend import (
     cuda_available,
     cupy_namespace,
     device_name,
+    free_device_bytes,
     is_cupy_array,
     is_cupy_namespace,
     is_cupy_sparse,
@@ -62,7 +63,6 @@ from ._sparse_coef import SparseCoefMixin
 from ._streaming import (
     FREE_MEMORY_SHARE,
     data_bytes,
-    free_device_bytes,
     plan_chunk_rows,
     stream_run,
 )

@@ -330,15 +330,31 @@ class _FixedInputs:
         return self.data is data and self.config is config and self.dtype == dtype
 
 
+# ctypes wraps a Python int that does not fit its field silently (2**64 becomes 0).
+_INT64_MAX = 2**63 - 1
+# A sample count no fit reaches: averaging that starts later never starts.
+_NEVER = 2**62
+
+
+def _int64_field(name: str, value) -> int:
+    """``value`` for an int64 field of ``SgdConfig``; a ValueError where it would wrap."""
+    value = int(value)
+    if not -_INT64_MAX - 1 <= value <= _INT64_MAX:
+        raise ValueError(f"{name}={value} does not fit the compiled epoch's 64-bit integers")
+    return value
+
+
 def _config(data, config) -> _Config:
-    """The ``SgdConfig`` of a fit."""
+    """The ``SgdConfig`` of a fit; every integer checked or clamped on its way into C."""
     loss, schedule, scaling, opt = config.loss, config.schedule, config.scaling, config.optimizer
+    n_samples = _int64_field("n_samples", data.n_samples)
     return _Config(
-        n_samples=data.n_samples,
-        n_features=int(data.X.shape[1]),
-        n_outputs=int(data.targets.shape[1]),
-        batch_size=config.batch_size,
-        average_start=config.average_start,
+        n_samples=n_samples,
+        n_features=_int64_field("n_features", data.X.shape[1]),
+        n_outputs=_int64_field("n_outputs", data.targets.shape[1]),
+        # a batch larger than the data is the data (one step per epoch either way)
+        batch_size=max(1, min(int(config.batch_size), n_samples)),
+        average_start=min(int(config.average_start), _NEVER),
         loss=LOSS_CODES[loss.name],
         schedule=SCHEDULE_CODES[schedule.kind],
         fit_intercept=int(config.fit_intercept),

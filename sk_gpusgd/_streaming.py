@@ -92,16 +92,6 @@ def plan_chunk_rows(
     return rows
 
 
-def free_device_bytes(xp) -> int | None:
-    """Free memory of the current CUDA device (plus CuPy's cached blocks); None off CuPy."""
-    if not is_cupy_namespace(xp):
-        return None
-    import cupy
-
-    free, _total = cupy.cuda.runtime.memGetInfo()
-    return int(free + cupy.get_default_memory_pool().free_bytes())
-
-
 def stream_run(
     xp,
     state: TrainingState,
@@ -200,9 +190,15 @@ class _PinnedFeeder:  # pragma: no cover - needs a CUDA device (tests/gpu/)
 
     A worker thread gathers the next chunk's rows into a pinned host buffer and
     queues its copy on the copy stream while the engine trains on the current
-    chunk; the compute stream waits on the copy's event before using it. A
-    buffer is refilled only after the engine returned from the chunk that used
-    it (the engine synchronises with the host once per call).
+    chunk. Each of the two slots is guarded by two events, since no host sync
+    separates the chunks (the engine queues a chunk's steps and returns):
+
+    - the compute stream waits for the slot's *copied* event before it trains on
+      the chunk, and the host waits for it before it rewrites the pinned buffer
+      (an asynchronous copy may still be reading it);
+    - the copy stream waits for the slot's *used* event, recorded on the compute
+      stream once the engine has queued every step of the chunk, before it writes
+      the slot's device buffers again (the steps may still be reading them).
     """
 
     def __init__(self, data: TrainingData, chunk_rows: int):
@@ -219,34 +215,43 @@ class _PinnedFeeder:  # pragma: no cover - needs a CUDA device (tests/gpu/)
         self.device_id = cupy.cuda.Device().id
         self.positive_weight = to_namespace(data.positive_weight, cupy)
         self.negative_weight = to_namespace(data.negative_weight, cupy)
+        self.copied = [None, None]  # per slot: the copy stream's event after its last copy
+        self.used = [None, None]  # per slot: the compute stream's event after its last chunk
         self.worker = ThreadPoolExecutor(max_workers=1)
 
     def _stage(self, slot, order, start, stop):
         cupy, data = self.cupy, self.data
         n_rows = stop - start
         pinned = self.pinned[slot][:n_rows]
+        if self.copied[slot] is not None:
+            self.copied[slot].synchronize()  # the last copy out of this pinned buffer is done
         if order is None:
             np.copyto(pinned, data.X[start:stop])
         else:
             np.take(data.X, order[start:stop], axis=0, out=pinned)
         with cupy.cuda.Device(self.device_id), self.copy_stream:
+            if self.used[slot] is not None:
+                # the steps of the chunk this slot held before are done with it
+                self.copy_stream.wait_event(self.used[slot])
             device_X = self.device[slot][:n_rows]
             device_X.set(pinned, stream=self.copy_stream)
             targets = cupy.asarray(_host_rows(data.targets, order, start, stop))
             weights = _host_rows(data.sample_weight, order, start, stop)
             weights = None if weights is None else cupy.asarray(weights)
-            event = self.copy_stream.record()
-        return device_X, targets, weights, event
+            self.copied[slot] = self.copy_stream.record()
+        return device_X, targets, weights, self.copied[slot]
 
     def chunks(self, order):
         bounds = _bounds(self.data.n_samples, self.chunk_rows)
         pending = self.worker.submit(self._stage, 0, order, *bounds[0])
         for index in range(len(bounds)):
-            device_X, targets, weights, event = pending.result()
+            slot = index % 2
+            device_X, targets, weights, copied = pending.result()
             if index + 1 < len(bounds):
-                slot = (index + 1) % 2
-                pending = self.worker.submit(self._stage, slot, order, *bounds[index + 1])
-            self.cupy.cuda.get_current_stream().wait_event(event)
+                # the other slot's last chunk (index - 1) was queued and its event recorded
+                pending = self.worker.submit(self._stage, 1 - slot, order, *bounds[index + 1])
+            compute_stream = self.cupy.cuda.get_current_stream()
+            compute_stream.wait_event(copied)
             yield TrainingData(
                 X=device_X,
                 targets=targets,
@@ -254,6 +259,7 @@ class _PinnedFeeder:  # pragma: no cover - needs a CUDA device (tests/gpu/)
                 positive_weight=self.positive_weight,
                 negative_weight=self.negative_weight,
             )
+            self.used[slot] = compute_stream.record()
 
     def close(self):
         self.worker.shutdown(wait=True)

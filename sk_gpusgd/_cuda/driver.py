@@ -26,22 +26,37 @@ Sparse CSR X runs on its own kernels (:class:`SparseFusedFit`): two launches per
 (three once averaging has begun) and the reference engine's lazy updates (weight scale,
 pending L1, momentum on the touched columns), with no host work per batch.
 
-Not fused, and trained by the reference engine instead (same results, slower);
-:func:`fused_reason` names the reason:
+Not fused, and trained by the reference engine on the same device instead (same
+results, slower), with one :class:`FusedEngineFallbackWarning` that names the cause
+(:func:`fused_reason` decides before the fit, with the launch shape the fit will use):
 
-- a dense row too wide for one block's shared memory (more than about 12,000 float32
-  features, 6,000 float64), or too many outputs for it;
+- a dense row too wide for one block's shared memory (at 256 threads, more than about
+  12,000 float32 features, 5,800 float64, fewer with many outputs);
+- partial gradients of more than ``MAX_PARTIAL_RATIO`` times the batch's values (wide
+  rows with many outputs), weights beyond the kernels' 32-bit indices, or buffers larger
+  than the free device memory;
 - sparse X with the adaptive rate or the multinomial loss, whose values are not in the
   compute dtype, or too large for 32-bit indices;
-- any namespace other than CuPy (NumPy too, unless ``SK_GPUSGD_CUDA_EMULATE=1`` asks for
-  the CPU emulation of the kernels, which the tests use).
+- a kernel that fails to compile (NVRTC), launch or allocate during the fit: the state
+  and the random state are put back as they were and the reference engine trains from
+  there.
+
+Any namespace other than CuPy trains on the reference engine without a warning (NumPy
+too, unless ``SK_GPUSGD_CUDA_EMULATE=1`` asks for the CPU emulation of the kernels, which
+the tests use).
+
+Ordering: a fit runs on the engine's own non-blocking stream, bracketed by
+:meth:`.launcher.CupyBackend.ordered`: the stream waits for the caller's stream at the
+start (the caller's ``cupy.asarray(X)`` may still be copying) and the caller's stream
+waits for it at the end; every upload and fill of the fit's buffers is made inside.
 """
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import math
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -56,9 +71,17 @@ from .._engine import (
 from .._progress import FitProgress
 from . import launcher
 from .fit import CHUNK_STEPS, FusedFit, SparseFusedFit, epoch_order
-from .plan import fused_reason, kernel_constant
+from .plan import KernelPlanError, fused_reason, kernel_constant
 
-__all__ = ["FusedFit", "SparseFusedFit", "epoch_order", "fused_reason", "run", "select_engine"]
+__all__ = [
+    "FusedEngineFallbackWarning",
+    "FusedFit",
+    "SparseFusedFit",
+    "epoch_order",
+    "fused_reason",
+    "run",
+    "select_engine",
+]
 
 ENV_GRAPHS = "SK_GPUSGD_CUDA_GRAPHS"
 ENV_SHUFFLE = "SK_GPUSGD_CUDA_SHUFFLE"
@@ -67,12 +90,65 @@ ENV_EMULATE = "SK_GPUSGD_CUDA_EMULATE"
 MIN_GRAPH_STEPS = 2 * CHUNK_STEPS
 
 
+class FusedEngineFallbackWarning(UserWarning):
+    """A fit the CUDA kernels cannot take trains on the array-API engine instead."""
+
+
 def select_engine(xp, data, config, reference):
-    """The CUDA driver for CuPy (or emulated NumPy) input it can fuse, else ``reference``."""
+    """The engine for this fit: the kernels for CuPy (or emulated NumPy) input, else
+    ``reference``.
+
+    What the kernels cannot take goes to ``reference`` with one
+    :class:`FusedEngineFallbackWarning` naming the cause, decided now (shape, indices,
+    memory) or during the fit (a compile, launch or allocation failure).
+    """
     kernels_wanted = is_cupy_namespace(xp) or (xp is np and os.environ.get(ENV_EMULATE) == "1")
-    if kernels_wanted and fused_reason(xp, data, config) is None:
-        return run
-    return reference
+    if not kernels_wanted:
+        return reference
+    reason = fused_reason(xp, data, config)
+    if reason is not None:
+
+        def run_reference(*args, **kwargs):
+            _warn_fallback(reason)
+            return reference(*args, **kwargs)
+
+        return run_reference
+
+    def run_kernels(xp, state, data, config, *, random_state, **kwargs):
+        return run_or_fall_back(xp, state, data, config, reference, random_state, **kwargs)
+
+    return run_kernels
+
+
+def _warn_fallback(cause: str) -> None:
+    warnings.warn(
+        f"The CUDA kernels cannot train this fit ({cause}); it trains on the array-API "
+        "engine on the same device instead (same model, slower).",
+        FusedEngineFallbackWarning,
+        stacklevel=5,
+    )
+
+
+def run_or_fall_back(xp, state, data, config, reference, random_state, **kwargs):
+    """:func:`run`; where a kernel fails to compile, launch or allocate, ``reference``
+    trains from the state and random state the fit started with."""
+    start_state = copy.copy(state)  # the kernels copy its arrays in and never write them
+    start_random = random_state.get_state()
+    try:
+        backend = _backend_for(xp)
+    except launcher.KernelBuildError as error:
+        return _fall_back(error, reference, xp, state, data, config, random_state, kwargs)
+    try:
+        return run(xp, state, data, config, random_state=random_state, backend=backend, **kwargs)
+    except (KernelPlanError, *backend.errors) as error:
+        vars(state).update(vars(start_state))
+        random_state.set_state(start_random)
+        return _fall_back(error, reference, xp, state, data, config, random_state, kwargs)
+
+
+def _fall_back(error, reference, xp, state, data, config, random_state, kwargs):
+    _warn_fallback(f"{type(error).__name__}: {error}".splitlines()[0])
+    return reference(xp, state, data, config, random_state=random_state, **kwargs)
 
 
 def _backend_for(xp):
@@ -145,6 +221,24 @@ def run(
     per-epoch summary.
     """
     backend = backend if backend is not None else _backend_for(xp)
+    with backend.ordered():  # every upload, launch and read of the fit, in stream order
+        return _run_epochs(
+            backend, state, data, config, max_epochs, random_state, validation_score,
+            use_stopping_rule, launch_options or {},
+        )  # fmt: skip
+
+
+def _run_epochs(
+    backend,
+    state,
+    data,
+    config,
+    max_epochs,
+    random_state,
+    validation_score,
+    use_stopping_rule,
+    launch_options,
+) -> RunReport:
     shuffle_mode = _shuffle_mode(config, backend)
     next_permutation, seed = None, 0
     if shuffle_mode == kernel_constant("SHUFFLE_ORDER"):
@@ -152,7 +246,7 @@ def run(
         next_permutation = permutation_source(backend.xp, random_state, data.X)
     elif shuffle_mode == kernel_constant("SHUFFLE_BIJECTION"):
         seed = int(random_state.randint(np.iinfo(np.int32).max))
-    fit = FusedFit(backend, state, data, config, shuffle_mode, seed, **(launch_options or {}))
+    fit = FusedFit(backend, state, data, config, shuffle_mode, seed, **launch_options)
     use_graphs = graphs_enabled(fit.steps_per_epoch * max_epochs)
     report = RunReport()
     n_outputs = fit.k
@@ -161,31 +255,29 @@ def run(
         state.adaptive_eta = (float(config.schedule.eta0),) * n_outputs
         fit.set_adaptive_eta(state.adaptive_eta)
     progress = FitProgress(config.verbose, max_epochs, fit.n)
-    activate = getattr(backend, "activate", contextlib.nullcontext)
-    with activate():
-        for _ in range(max_epochs):
-            if next_permutation is not None:
-                fit.order[...] = next_permutation(fit.n)
-            fit.epoch_steps(use_graphs)
-            summary = fit.end_epoch()
-            fit.store(state, summary)
-            mean_loss, objective, finite = epoch_report(summary, n_outputs, fit.n)
-            outcome = close_epoch(
-                backend.xp,
-                state,
-                config,
-                report,
-                progress,
-                rule,
-                (mean_loss, objective, finite),
-                validation_score,
-                use_stopping_rule,
-            )
-            if outcome.adaptive_changed:
-                fit.set_adaptive_eta(state.adaptive_eta)
-            if outcome.converged:
-                break
-            if outcome.froze:
-                fit.freeze(rule.active)
+    for _ in range(max_epochs):
+        if next_permutation is not None:
+            fit.order[...] = next_permutation(fit.n)
+        fit.epoch_steps(use_graphs)
+        summary = fit.end_epoch()
+        fit.store(state, summary)
+        mean_loss, objective, finite = epoch_report(summary, n_outputs, fit.n)
+        outcome = close_epoch(
+            backend.xp,
+            state,
+            config,
+            report,
+            progress,
+            rule,
+            (mean_loss, objective, finite),
+            validation_score,
+            use_stopping_rule,
+        )
+        if outcome.adaptive_changed:
+            fit.set_adaptive_eta(state.adaptive_eta)
+        if outcome.converged:
+            break
+        if outcome.froze:
+            fit.freeze(rule.active)
     progress.finished(backend.xp, state, config.batch_size)
     return report

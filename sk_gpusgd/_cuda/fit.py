@@ -9,8 +9,10 @@ from .._validation import dtype_name
 from . import launcher
 from .plan import (
     MAX_ROWS_PER_BLOCK,
+    KernelPlanError,
     config_vector,
     kernel_constant,
+    launch_threads,
     make_plan,
     sparse_plan,
 )
@@ -36,7 +38,8 @@ class FusedFit:
     seed : int
         Key of the bijection.
     threads : int, optional
-        Threads per block (default: 256 on a GPU, 32 in the emulation).
+        Threads per block (default: :func:`.plan.launch_threads` of the backend, the
+        shape :func:`.plan.fused_reason` checked).
     max_rows_per_block : int
         Upper bound on the batch rows one forward block takes.
     chunk_steps : int
@@ -74,7 +77,7 @@ class FusedFit:
         self.k = int(self.Y.shape[1])
         itemsize = self.Y.dtype.itemsize
         if threads is None:
-            threads = 32 if backend.name == "emulated" else 256
+            threads = launch_threads(backend.name)
         self.threads = threads
         self.max_rows_per_block = max_rows_per_block
         plan = make_plan(
@@ -88,7 +91,10 @@ class FusedFit:
             max_rows_per_block,
         )
         if plan is None:
-            raise ValueError("this shape does not fit the kernels' shared-memory plan")
+            raise KernelPlanError(
+                f"a row of {self.d} features and {self.k} outputs does not fit the shared "
+                f"memory of a block of {threads} threads"
+            )
         self.plan = plan
 
         def own(array, shape):
@@ -315,9 +321,12 @@ class SparseFusedFit(FusedFit):
         self.indices = xp.ascontiguousarray(X.indices, dtype=xp.int32)
         self.values = xp.ascontiguousarray(X.data, dtype=self.Y.dtype)
         itemsize = self.Y.dtype.itemsize
-        rows, blocks, shared = sparse_plan(
+        shape = sparse_plan(
             self.config.batch_size, self.n, k, itemsize, self.threads, self.max_rows_per_block
         )
+        if shape is None:
+            raise KernelPlanError(f"{k} outputs do not fit the shared memory of one block")
+        rows, blocks, shared = shape
         self.sparse_rows, self.sparse_blocks, self.sparse_shared = rows, blocks, shared
         self.gradient = xp.zeros((d, k), dtype=self.Y.dtype)
         self.stamp = xp.full((d,), -1, dtype=xp.int32)
@@ -382,7 +391,10 @@ class SparseFusedFit(FusedFit):
 
 
 def epoch_order(backend, n_samples: int, seed: int, epoch: int) -> np.ndarray:
-    """The row order the kernels use in ``epoch`` under the bijection, on the host."""
+    """The row order the kernels use in ``epoch`` under the bijection, on the host.
+
+    Its buffers and its launch go to the backend's stream, in the caller's order.
+    """
     xp = backend.xp
     cfg = np.zeros(kernel_constant("CFG_SIZE"), dtype=np.float64)
     cfg[kernel_constant("CFG_N_SAMPLES")] = n_samples
@@ -390,12 +402,13 @@ def epoch_order(backend, n_samples: int, seed: int, epoch: int) -> np.ndarray:
     cfg[kernel_constant("CFG_SEED")] = seed
     ctx = np.zeros(kernel_constant("CTX_SIZE"), dtype=np.float64)
     ctx[kernel_constant("CTX_EPOCH")] = epoch
-    out = xp.zeros((n_samples,), dtype=xp.int64)
-    threads = 32 if backend.name == "emulated" else 256
+    threads = launch_threads(backend.name)
     grid = max(1, min(-(-n_samples // threads), 1024))
-    args = (out, xp.asarray(cfg), xp.asarray(ctx), np.int64(n_samples))
-    backend.launch(launcher.ORDER_KERNEL, grid, threads, 0, args)
-    return np.asarray(backend.to_host(out))
+    with backend.ordered():
+        out = xp.zeros((n_samples,), dtype=xp.int64)
+        args = (out, xp.asarray(cfg), xp.asarray(ctx), np.int64(n_samples))
+        backend.launch(launcher.ORDER_KERNEL, grid, threads, 0, args)
+        return np.asarray(backend.to_host(out))
 
 
 def _to_host(value):

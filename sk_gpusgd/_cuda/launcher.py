@@ -4,12 +4,17 @@ Both backends take the same calls: ``launch(name, grid, block, shared_bytes, arg
 arrays of the backend's namespace, ``None`` for a null pointer and NumPy scalars for
 values; ``capture(body)`` records the launches ``body`` makes and returns a graph whose
 ``replay()`` runs them again with the same arguments (a CUDA graph on the GPU, a recorded
-list on the CPU). Nothing here imports CuPy unless :class:`CupyBackend` is built.
+list on the CPU); ``with ordered():`` brackets a fit, so that its uploads, launches and
+reads run in order after the caller's queued work and before the caller's next
+(see :meth:`CupyBackend.ordered`). ``errors`` are the exceptions that mean "the kernels
+cannot run this fit" (compile, launch, memory): the driver then falls back to the
+array-API engine. Nothing here imports CuPy unless :class:`CupyBackend` is built.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -18,6 +23,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from importlib import resources
 from pathlib import Path
 
@@ -113,6 +119,10 @@ def forward_shared_bytes(rows: int, d: int, k: int, threads: int, itemsize: int)
     return 8 * rows + slots * itemsize
 
 
+class KernelBuildError(RuntimeError):
+    """The kernels could not be compiled (NVRTC on a GPU, g++ for the emulation)."""
+
+
 # ------------------------------------------------------------------------ CPU backend
 class EmulatedGraph:
     """Recorded launches; ``replay`` runs them again with the arguments they had."""
@@ -156,6 +166,7 @@ class EmulatedBackend:
 
     name = "emulated"
     xp = np
+    errors = (KernelBuildError,)
 
     def __init__(self, sanitize: str | None = None, os_threads: bool = False):
         self.library = ctypes.CDLL(str(build_emulation(sanitize=sanitize, os_threads=os_threads)))
@@ -182,6 +193,10 @@ class EmulatedBackend:
 
     def to_host(self, array):
         return np.array(array, copy=True)
+
+    def ordered(self):
+        """Launches run in call order on the CPU: nothing to order."""
+        return contextlib.nullcontext()
 
     def synchronize(self) -> None:
         """Launches are synchronous on the CPU."""
@@ -220,7 +235,9 @@ def build_emulation(sanitize: str | None = None, os_threads: bool = False) -> Pa
     global _BUILD_DIR
     compiler = os.environ.get("CXX", "g++")
     if shutil.which(compiler) is None:
-        raise RuntimeError(f"the kernel emulation needs a C++20 compiler ({compiler} not found)")
+        raise KernelBuildError(
+            f"the kernel emulation needs a C++20 compiler ({compiler} not found)"
+        )
     if _BUILD_DIR is None:
         _BUILD_DIR = Path(tempfile.mkdtemp(prefix="sk_gpusgd_emulation_"))
         atexit.register(shutil.rmtree, _BUILD_DIR, ignore_errors=True)
@@ -232,7 +249,7 @@ def build_emulation(sanitize: str | None = None, os_threads: bool = False) -> Pa
     command = [compiler, *flags, "-I", str(emulation_dir()), str(cpp), "-o", str(library)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"emulation build failed:\n{' '.join(command)}\n{result.stderr}")
+        raise KernelBuildError(f"emulation build failed:\n{' '.join(command)}\n{result.stderr}")
     return library
 
 
@@ -249,7 +266,13 @@ class CupyGraph:
 
 
 class CupyBackend:
-    """The kernels compiled by NVRTC through CuPy, launched on one non-blocking stream."""
+    """The kernels compiled by NVRTC through CuPy, launched on the engine's own stream.
+
+    The stream is non-blocking (CUDA graphs cannot be captured on the legacy default
+    stream) and one per thread and device, so that CuPy's memory pool, which keeps freed
+    blocks per stream, only hands a fit's freed buffers to later work of the same
+    stream. :meth:`ordered` ties it to the caller's stream at both ends of a fit.
+    """
 
     name = "cupy"
 
@@ -258,17 +281,21 @@ class CupyBackend:
 
         self.cupy = cupy
         self.xp = cupy
-        self.stream = cupy.cuda.Stream(non_blocking=True)
+        self.stream = _engine_stream()
         self.module = _cupy_module()
+        self.errors = _cupy_errors()
+
+    def function(self, name: str):
+        """The kernel ``name``, looked up once per process (a lookup builds a RawKernel)."""
+        return _cupy_function(name)
 
     def launch(self, name: str, grid: int, block: int, shared_bytes: int, args) -> None:
-        function = self.module.get_function(name)
         packed = tuple(np.uint64(0) if a is None else a for a in args)
-        function((grid,), (block,), packed, shared_mem=shared_bytes, stream=self.stream)
+        self.function(name)((grid,), (block,), packed, shared_mem=shared_bytes, stream=self.stream)
 
     def capture(self, body) -> CupyGraph:
         for name in name_expressions():  # module loads are not allowed while capturing
-            self.module.get_function(name)
+            self.function(name).kernel  # noqa: B018 - loads the module on this device
         self.stream.begin_capture()
         try:
             body()
@@ -276,15 +303,66 @@ class CupyBackend:
             graph = self.stream.end_capture()
         return CupyGraph(graph, self.stream)
 
-    def activate(self):
-        """Make the engine's stream current (CuPy operations of the epoch loop go there)."""
-        return self.stream
+    @contextlib.contextmanager
+    def ordered(self):
+        """Run a fit on the engine's stream, in order with the caller's current stream.
+
+        On entry the engine's stream waits for an event recorded on the caller's stream
+        (so the caller's queued copies of X, y and the state have landed before the
+        first upload or launch reads them); inside, the engine's stream is current, so
+        every CuPy allocation, fill and copy of the fit goes to it; on exit the caller's
+        stream waits for the engine's (so the caller's next work sees the trained
+        weights, and memory the fit frees is not reused under it).
+        """
+        cupy = self.cupy
+        caller = cupy.cuda.get_current_stream()
+        self.stream.wait_event(caller.record())
+        try:
+            with self.stream:
+                yield self.stream
+        finally:
+            caller.wait_event(self.stream.record())
 
     def to_host(self, array):
+        """A blocking copy to the host on the engine's stream."""
         return array.get(stream=self.stream)
 
     def synchronize(self) -> None:
         self.stream.synchronize()
+
+
+_STREAMS = threading.local()
+
+
+def _engine_stream():
+    """The engine's non-blocking stream of this thread on the current device."""
+    import cupy
+
+    device = cupy.cuda.Device().id
+    streams = getattr(_STREAMS, "by_device", None)
+    if streams is None:
+        streams = _STREAMS.by_device = {}
+    if device not in streams:
+        streams[device] = cupy.cuda.Stream(non_blocking=True)
+    return streams[device]
+
+
+def _cupy_errors() -> tuple:
+    """CuPy's exceptions for a kernel that cannot compile, launch or allocate."""
+    import cupy
+
+    return (
+        KernelBuildError,
+        cupy.cuda.compiler.CompileException,
+        cupy.cuda.driver.CUDADriverError,
+        cupy.cuda.runtime.CUDARuntimeError,
+        cupy.cuda.memory.OutOfMemoryError,
+    )
+
+
+@functools.cache
+def _cupy_function(name: str):
+    return _cupy_module().get_function(name)
 
 
 @functools.lru_cache(maxsize=1)

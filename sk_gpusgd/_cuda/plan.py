@@ -6,16 +6,45 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._backend import is_sparse
+from .._backend import free_device_bytes, is_cupy_namespace, is_sparse
 from .._engine import MAX_DLOSS, EpochTotals
 from .._validation import dtype_name
 from . import launcher
 
+# Dynamic shared memory a block may take without opting in (cudaFuncSetAttribute).
 MAX_SHARED_BYTES = 48 * 1024
 MAX_ROWS_PER_BLOCK = 32
 # Forward blocks a batch is cut into, at least (fewer rows per block for small batches):
 # more blocks read X faster, fewer write fewer partial gradients. To be tuned on a GPU.
 TARGET_FORWARD_BLOCKS = 64
+# Threads per block: 256 on a GPU; 32 in the CPU emulation, where each thread is a fiber.
+GPU_THREADS = 256
+EMULATED_THREADS = 32
+# The kernels index the (n_features + 1) x n_outputs weights with 32-bit integers, and a
+# grid-stride loop steps up to 1024 blocks x 256 threads past its last index: the margin
+# keeps every such index below 2**31.
+MAX_FLAT_INDEX = 2**31 - 2**20
+# The forward blocks' partial gradients (one n_features x n_outputs slice each) may hold
+# at most this many times the batch's own values of X: beyond it the update, which sums
+# them every step, reads more than the array-API engine's one matrix product does.
+MAX_PARTIAL_RATIO = 4
+# Share of the free device memory the kernels' own buffers may take.
+DEVICE_MEMORY_SHARE = 0.8
+
+
+class KernelPlanError(RuntimeError):
+    """A fit's shape does not fit the kernels' launch plan (the fit then falls back)."""
+
+
+def launch_threads(backend_name: str) -> int:
+    """Threads per block of every launch: one value for the plan and the fit."""
+    return EMULATED_THREADS if backend_name == "emulated" else GPU_THREADS
+
+
+def backend_name_for(xp) -> str:
+    """The backend a namespace's fit runs its kernels on."""
+    return "cupy" if is_cupy_namespace(xp) else "emulated"
+
 
 LOSS_IDS = {
     "hinge": "LOSS_HINGE",
@@ -86,22 +115,74 @@ def make_plan(
     )
 
 
-def fused_reason(xp, data, config) -> str | None:
-    """Why this fit cannot run on the kernels (None when it can)."""
+def fused_reason(xp, data, config, backend_name: str | None = None) -> str | None:
+    """Why this fit cannot run on the kernels (None when it can).
+
+    Decided with the launch shape the fit will use (:func:`launch_threads` of the
+    backend: ``backend_name``, by default the one ``xp`` runs on), the 32-bit index
+    range of the kernels, and the device memory their buffers need.
+    """
     compute = dtype_name(data.targets)
     if compute not in launcher.COMPUTE_DTYPES:
         return f"compute dtype {compute} has no kernel"
-    if is_sparse(data.X):
-        return sparse_fused_reason(data, config)
-    storage = dtype_name(data.X)
-    if storage not in STORAGE_DTYPES:
-        return f"X of dtype {storage} has no kernel"
-    n, d = data.X.shape
+    threads = launch_threads(backend_name or backend_name_for(xp))
+    n, d = (int(size) for size in data.X.shape)
+    k = int(data.targets.shape[1])
+    if (d + 1) * k > MAX_FLAT_INDEX:
+        return (
+            f"{d} features x {k} outputs is beyond the kernels' 32-bit indices "
+            f"(at most {MAX_FLAT_INDEX} weights)"
+        )
     itemsize = 8 if compute == "float64" else 4
-    plan = make_plan(n, d, int(data.targets.shape[1]), config.batch_size, itemsize, False, 32)
-    if plan is None:
-        return f"a row of {d} features does not fit in one block's shared memory"
+    batch = min(int(config.batch_size), n)
+    if is_sparse(data.X):
+        reason = sparse_fused_reason(data, config, threads)
+        needed = sparse_device_bytes(data.X, k, batch, itemsize)
+    else:
+        storage = dtype_name(data.X)
+        if storage not in STORAGE_DTYPES:
+            return f"X of dtype {storage} has no kernel"
+        plan = make_plan(n, d, k, batch, itemsize, False, threads)
+        if plan is None:
+            return (
+                f"a row of {d} features and {k} outputs does not fit in one block's "
+                f"{MAX_SHARED_BYTES} bytes of shared memory"
+            )
+        partial = plan.blocks * d * k
+        if partial > MAX_PARTIAL_RATIO * batch * d:
+            return (
+                f"{plan.blocks} forward blocks of {plan.rows_per_block} rows would write "
+                f"{partial} partial gradients per step, more than {MAX_PARTIAL_RATIO}x the "
+                f"batch's {batch * d} values"
+            )
+        reason = None
+        needed = dense_device_bytes(d, k, plan, itemsize)
+    if reason is not None:
+        return reason
+    budget = device_budget(xp)
+    if budget is not None and needed > budget:
+        return f"the kernels' buffers need {needed} bytes, more than the {budget} bytes free"
     return None
+
+
+def device_budget(xp) -> int | None:
+    """Bytes the kernels' buffers may take on the device of ``xp`` (None: unchecked)."""
+    free = free_device_bytes(xp)
+    return None if free is None else int(free * DEVICE_MEMORY_SHARE)
+
+
+def dense_device_bytes(d: int, k: int, plan: LaunchPlan, itemsize: int) -> int:
+    """The dense fit's own buffers: weights, momentum, L1, average, partial gradients."""
+    model = (d + 1) * k
+    return itemsize * (4 * model + plan.blocks * model + 2 * plan.blocks * k)
+
+
+def sparse_device_bytes(X, k: int, batch: int, itemsize: int) -> int:
+    """The sparse fit's own buffers: five weight-sized arrays, per-column stamps, CSR copies."""
+    n, d = (int(size) for size in X.shape)
+    model = (d + 1) * k
+    csr = 4 * (n + 1) + (4 + itemsize) * int(X.nnz)  # int32 copies, values in the compute type
+    return itemsize * (5 * model + batch * k) + 8 * d + csr
 
 
 def sparse_plan(batch_size, n_samples, n_outputs, itemsize, threads, max_rows=MAX_ROWS_PER_BLOCK):
@@ -117,7 +198,7 @@ def sparse_plan(batch_size, n_samples, n_outputs, itemsize, threads, max_rows=MA
     return rows, blocks, launcher.sparse_forward_shared_bytes(rows, n_outputs, itemsize)
 
 
-def sparse_fused_reason(data, config) -> str | None:
+def sparse_fused_reason(data, config, threads: int) -> str | None:
     """Why a CSR fit cannot run on the sparse kernels (None when it can)."""
     if config.schedule.kind == "adaptive":
         return "the adaptive rate on sparse X (one weight scale per column) is not fused"
@@ -128,9 +209,10 @@ def sparse_fused_reason(data, config) -> str | None:
     if data.X.nnz >= 2**31 or data.X.shape[1] >= 2**31:
         return "sparse X too large for 32-bit indices"
     itemsize = data.targets.dtype.itemsize
-    plan = sparse_plan(config.batch_size, data.X.shape[0], int(data.targets.shape[1]), itemsize, 32)
+    k = int(data.targets.shape[1])
+    plan = sparse_plan(config.batch_size, data.X.shape[0], k, itemsize, threads)
     if plan is None:
-        return "too many outputs for one block's shared memory"
+        return f"{k} outputs do not fit in one block's {MAX_SHARED_BYTES} bytes of shared memory"
     return None
 
 
@@ -165,7 +247,7 @@ def config_vector(config, n_samples: int, shuffle_mode: int, seed: int) -> np.nd
     put("CFG_FIT_INTERCEPT", config.fit_intercept)
     put("CFG_INTERCEPT_SCALE", config.intercept_scale)
     put("CFG_AVERAGE_START", config.average_start)
-    put("CFG_BATCH_SIZE", config.batch_size)
+    put("CFG_BATCH_SIZE", min(int(config.batch_size), n_samples))  # a larger batch is the data
     put("CFG_N_SAMPLES", n_samples)
     put("CFG_SHUFFLE", shuffle_mode)
     put("CFG_SEED", seed)

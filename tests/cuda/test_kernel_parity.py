@@ -273,10 +273,19 @@ def test_what_is_not_fused_falls_back(monkeypatch):
     data = TrainingData(X=X, targets=Y)
     config = make_config()
     assert "shared memory" in driver.fused_reason(np, data, config)
-    sentinel = object()
-    assert driver.select_engine(np, data, config, reference=sentinel) is sentinel
+    calls = []
+
+    def reference(*args, **kwargs):
+        calls.append(args)
+        return "trained by the reference engine"
+
+    runner = driver.select_engine(np, data, config, reference=reference)
+    with pytest.warns(driver.FusedEngineFallbackWarning, match="shared memory"):
+        assert runner(np, None, data, config) == "trained by the reference engine"
+    assert len(calls) == 1
     narrow = TrainingData(X=X[:, :20], targets=Y)
-    assert driver.select_engine(np, narrow, config, reference=sentinel) is driver.run
+    assert driver.fused_reason(np, narrow, config) is None
+    assert driver.select_engine(np, narrow, config, reference=reference) is not reference
 
 
 def _scaling(data, fit_intercept=True):

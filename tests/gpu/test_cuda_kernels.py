@@ -144,12 +144,12 @@ def test_replayed_epochs_do_not_grow_the_memory_pool(cupy, backend):
     X, Y = _problem(n=20_000, d=64, dtype=np.float32)
     config = _config("hinge", "constant", {})
     data = TrainingData(X=cupy.asarray(X), targets=cupy.asarray(Y))
-    fit = driver.FusedFit(
-        backend, _state(cupy, 64, 10, np.float32), data, config,
-        launcher.constants()["SHUFFLE_BIJECTION"], seed=1,
-    )  # fmt: skip
     pool = cupy.get_default_memory_pool()
-    with backend.stream:
+    with backend.ordered():
+        fit = driver.FusedFit(
+            backend, _state(cupy, 64, 10, np.float32), data, config,
+            launcher.constants()["SHUFFLE_BIJECTION"], seed=1,
+        )  # fmt: skip
         fit.epoch_steps(use_graphs=True)
         fit.end_epoch()
         before = pool.used_bytes(), pool.total_bytes()
