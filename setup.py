@@ -9,9 +9,9 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "sk_gpusgd._sgd_cpu",
-            sources=["sk_gpusgd/_cpu/sgd_cpu.c"],
-            depends=["sk_gpusgd/_cpu/sgd_epoch.h"],
+            "sk_gpusgd._engines.compiled._sgd_cpu",
+            sources=["sk_gpusgd/_engines/compiled/sgd_cpu.c"],
+            depends=["sk_gpusgd/_engines/compiled/sgd_epoch.h"],
             extra_compile_args=["-O3"],
             optional=True,
         )

@@ -23,11 +23,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sk_gpusgd._cuda import driver, launcher  # noqa: E402
-from sk_gpusgd._engine import EngineConfig, TrainingData, TrainingState, run  # noqa: E402
-from sk_gpusgd._losses import make_loss  # noqa: E402
-from sk_gpusgd._optim import OptimizerConfig  # noqa: E402
-from sk_gpusgd._schedules import make_schedule  # noqa: E402
+from sk_gpusgd._core.losses import make_loss
+from sk_gpusgd._core.optim import OptimizerConfig
+from sk_gpusgd._core.schedules import make_schedule
+from sk_gpusgd._core.types import EngineConfig, TrainingData, TrainingState
+from sk_gpusgd._engines.cuda import driver, launcher
+from sk_gpusgd._runs import run, run_kernels
 
 PARITY_CASES = {
     "hinge-l2": ("hinge", "invscaling", {"l2": 1e-3}, {}),
@@ -79,7 +80,7 @@ def state_on(xp, d, k, dtype):
 def kernel_fit(cupy, backend, X, Y, config, epochs=3, seed=0):
     state = state_on(cupy, X.shape[1], Y.shape[1], Y.dtype)
     data = TrainingData(X=cupy.asarray(X), targets=cupy.asarray(Y))
-    report = driver.run(
+    report = run_kernels(
         cupy, state, data, config, max_epochs=epochs, random_state=np.random.RandomState(seed),
         backend=backend,
     )  # fmt: skip

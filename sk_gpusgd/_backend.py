@@ -20,6 +20,7 @@ from array_api_compat import is_cupy_namespace as _is_cupy_namespace
 from array_api_compat import to_device as array_to_device
 
 DEVICE_OPTIONS = ("auto", "cpu", "cuda")
+FLOAT_DTYPE_NAMES = ("float64", "float32", "float16", "bfloat16")
 
 # CuPy ships one wheel per CUDA major version; the driver's version picks it.
 CUPY_INSTALL_HINT = (
@@ -33,6 +34,11 @@ NO_DEVICE_HINT = (
     "driver is missing or cannot reach the device) and that CUDA_VISIBLE_DEVICES "
     "does not hide it"
 )
+
+
+def dtype_name(array) -> str:
+    """'float32', 'int64', ... for any namespace's array."""
+    return str(array.dtype).rsplit(".", 1)[-1]
 
 
 def _cupy_module():

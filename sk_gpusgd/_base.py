@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from dataclasses import dataclass, replace
-from functools import partial as partial_function
 from numbers import Integral, Real
-from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
@@ -34,7 +30,7 @@ from ._backend import (
     cuda_available,
     cupy_namespace,
     device_name,
-    free_device_bytes,
+    dtype_name,
     is_cupy_array,
     is_cupy_namespace,
     is_cupy_sparse,
@@ -44,34 +40,32 @@ from ._backend import (
     resolve_compute_namespace,
     to_namespace,
 )
-from ._compiled import covers as compiled_covers
-from ._cuda.driver import select_engine
-from ._engine import DivergenceError, EngineConfig, TrainingData, TrainingState, run
+from ._core.losses import make_loss
+from ._core.optim import MOMENTUM_FORMS, OptimizerConfig
+from ._core.precondition import to_internal
+from ._core.schedules import make_schedule
+from ._core.types import DivergenceError, EngineConfig, TrainingData, TrainingState
+from ._engines.loop import train
 from ._lazy_dask import is_dask_input
-from ._losses import make_loss
-from ._optim import MOMENTUM_FORMS, OptimizerConfig
 from ._params import (
     check_parameters,
     divergence_message,
     input_magnitudes,
     warn_deprecated_parameters,
 )
-from ._precondition import feature_statistics, to_internal
-from ._scaling import COMPILED_MIN_BATCH, BatchScaling, auto_batch_size, measure_scaling
-from ._schedules import make_schedule
-from ._sparse_coef import SparseCoefMixin
-from ._streaming import (
-    FREE_MEMORY_SHARE,
-    data_bytes,
-    plan_chunk_rows,
-    stream_run,
+from ._plan import (
+    HALF_DTYPES,
+    SPARSE_INTERCEPT_SCALE,
+    finish_plan,
+    plan_fit,
+    warn_engine_note,
 )
+from ._sparse_coef import SparseCoefMixin
 from ._validation import (
     check_device_features,
     check_device_labels,
     check_device_target,
     check_in_float32_range,
-    dtype_name,
 )
 
 # scikit-learn >= 1.8 rejects all-zero sample weights itself unless told not to
@@ -80,10 +74,7 @@ _ALL_ZERO_ALLOWED = (
     if "allow_all_zero_weights" in inspect.signature(_check_sample_weight).parameters
     else {}
 )
-# scikit-learn damps the intercept's step on sparse data.
-SPARSE_INTERCEPT_SCALE = 0.01
 DEFAULT_BATCH_SIZE = "auto"
-HALF_DTYPES = ("float16", "bfloat16")
 
 
 class BaseSGD(SparseCoefMixin, BaseEstimator):
@@ -224,74 +215,6 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
             verbose=int(self.verbose),
         )
 
-    def _resolved_batch_size(self, xp, n_samples: int, continuing: bool, X=None) -> int:
-        """``batch_size``, or the 'auto' choice for this data and device.
-
-        On the CPU, where the compiled epoch runs every epoch of the fit, the
-        choice follows the data's critical batch size (see
-        :func:`._scaling.auto_batch_size`); what it measured is kept for the
-        fit (``_batch_statistics``).
-        """
-        self._batch_statistics = None
-        if self.batch_size != "auto":
-            return int(self.batch_size)
-        if continuing and hasattr(self, "batch_size_"):
-            # partial_fit keeps the batch size of its first call: chunks of a stream differ
-            return self.batch_size_
-        on_gpu = is_cupy_namespace(xp)
-        if X is None or xp is not np or not self._compiled_covers(X):
-            return auto_batch_size(n_samples, on_gpu)
-        statistics = self._batch_statistics = self._measure_statistics(X)
-        kind = "sparse" if sp.issparse(X) else "dense"
-        return auto_batch_size(
-            n_samples,
-            on_gpu,
-            critical_batch=statistics.scaling.critical_batch_size,
-            min_batch=COMPILED_MIN_BATCH[kind],
-        )
-
-    def _compiled_covers(self, X) -> bool:
-        """Whether the compiled CPU epoch runs every epoch of this fit on host ``X``."""
-        loss = make_loss(self.loss, float(self.epsilon), multinomial=self._multinomial)
-        return compiled_covers(self._optimizer_config(), loss, X)
-
-    def _measure_statistics(self, X) -> BatchStatistics:
-        """The batch gain of X's rows as the steps will see them (standardised or not)."""
-        sparse = sp.issparse(X)
-        mean = inv_scale = None
-        if not sparse and self.preconditioner in ("auto", "standardize"):
-            mean, inv_scale = feature_statistics(np, X, _compute_dtype(np, X))
-        scaling = measure_scaling(
-            X,
-            bool(self.fit_intercept),
-            mean,
-            inv_scale,
-            intercept_scale=SPARSE_INTERCEPT_SCALE if sparse else 1.0,
-        )
-        return BatchStatistics(X, mean, inv_scale, scaling)
-
-    def _averages_automatically(self, sparse: bool) -> bool:
-        """Whether an automatic batch also averages the iterates after the first epoch.
-
-        A minibatch step stays at the batch's largest stable step for many
-        epochs (see :mod:`._scaling`), where the last iterate keeps oscillating;
-        the running mean of the iterates (Polyak and Juditsky 1992), from the
-        second epoch on, removes that noise. Only when ``batch_size='auto'``
-        picks more than one row, ``average`` is left at False and X is dense
-        (on sparse X the average is not lazy: it would cost O(n_features) a step).
-        """
-        return (
-            self.batch_size == "auto" and self.batch_size_ > 1 and not self.average and not sparse
-        )
-
-    def _resolved_preconditioner(self, sparse: bool):
-        """'standardize' or None: 'auto' standardises dense X when the batch size is automatic."""
-        if self.preconditioner != "auto":
-            return self.preconditioner
-        if self.batch_size == "auto" and self.batch_size_ > 1 and not sparse:
-            return "standardize"
-        return None
-
     # ------------------------------------------------------------ validation
     def _validate_training_input(self, X, y, reset: bool):
         """Check X and y; returns them in their own namespace (host or device)."""
@@ -371,56 +294,75 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
         return self
 
     def _train(self, X, y, *, coef_init, intercept_init, sample_weight, classes, partial):
+        """validate -> plan -> data and state -> train -> publish."""
         if is_dask_input(X, y, sample_weight):
             from ._dask import train_on_dask
 
             return train_on_dask(
-                self,
-                X,
-                y,
-                coef_init=coef_init,
-                intercept_init=intercept_init,
-                sample_weight=sample_weight,
-                classes=classes,
-                partial=partial,
-            )
+                self, X, y, coef_init=coef_init, intercept_init=intercept_init,
+                sample_weight=sample_weight, classes=classes, partial=partial,
+            )  # fmt: skip
         fitted = hasattr(self, "_state")
-        first_call = not (partial and fitted)
-        X, y = self._validate_training_input(X, y, reset=first_call)
-        if first_call:
-            xp = resolve_compute_namespace(self.device, X)
-        else:
-            xp = self._compute_namespace()
-        sample_weight = self._checked_sample_weight(sample_weight, X)
-
         continuing = partial and fitted
-        n_train = X.shape[0]
-        if self.early_stopping and not partial:
-            n_train -= int(np.ceil(self.validation_fraction * n_train))
-        self.batch_size_ = self._resolved_batch_size(xp, n_train, continuing, X)
-        # data that does not fit on the device stays on the host and is streamed
-        chunk_rows = self._stream_chunk_rows(xp, X, y, classes, sample_weight is not None)
-        data_xp = xp if chunk_rows is None else np
+        X, y = self._validate_training_input(X, y, reset=not continuing)
+        xp = self._compute_namespace() if continuing else resolve_compute_namespace(self.device, X)
+        sample_weight = self._checked_sample_weight(sample_weight, X)
+        plan = plan_fit(
+            self, X, y, xp, partial=partial, fitted=fitted, classes=classes,
+            has_sample_weight=sample_weight is not None,
+        )  # fmt: skip
+        self.batch_size_ = plan.batch_size
+        data = self._training_data(plan, X, y, sample_weight, classes, partial)
+        state = self._initial_state(
+            xp,
+            (int(data.X.shape[1]), int(data.targets.shape[1])),
+            plan.compute_dtype,
+            _device_of(xp, data.X) if plan.data_namespace is xp else None,
+            coef_init,
+            intercept_init,
+            partial,
+        )
+        data, validation_score = self._held_out(plan, data, y, partial)
+        config = finish_plan(plan, self, state, data)
+        if not plan.continuing:
+            self.preconditioner_ = plan.preconditioner
+            self._auto_average_start = plan.average_start if not self.average else 0
+        warn_engine_note(plan)
+        report = train(
+            plan.engine,
+            xp,
+            state,
+            data,
+            config,
+            max_epochs=1 if partial else int(self.max_iter),
+            # the epochs' orders are drawn from it (one seed per fit)
+            random_state=check_random_state(self.random_state),
+            validation_score=validation_score,
+            use_stopping_rule=not partial,
+        )
+        if not partial:
+            self._warn_if_not_converged(report)
+        self._store_fit(xp, state, report, partial, output_like=X)
+        return self
+
+    def _training_data(self, plan, X, y, sample_weight, classes, partial) -> TrainingData:
+        """The rows in the plan's data namespace and compute dtype, targets encoded."""
+        data_xp, compute_dtype = plan.data_namespace, plan.compute_dtype
         X_train = to_namespace(X, data_xp)
-        compute_dtype = _compute_dtype(xp, X_train)
-        if partial and fitted and compute_dtype != self._state.coef.dtype:
+        values = X_train.data if plan.sparse else X_train
+        if not plan.half_precision and values.dtype != compute_dtype:
             # a stream keeps the dtype of its first chunk: later chunks are converted
-            compute_dtype = self._state.coef.dtype
-            if dtype_name(X_train.data if is_sparse(X_train) else X_train) not in HALF_DTYPES:
-                X_train = (
-                    X_train.astype(compute_dtype)
-                    if is_sparse(X_train)
-                    else data_xp.astype(X_train, compute_dtype)
-                )
+            X_train = (
+                X_train.astype(compute_dtype)
+                if plan.sparse
+                else data_xp.astype(X_train, compute_dtype)
+            )
         encoded = self._encode_targets(y, data_xp, compute_dtype, classes, partial, X_train)
         targets, positive_weight, negative_weight = encoded
         if sample_weight is not None:
             sample_weight = to_namespace(sample_weight, data_xp, X_train)
             sample_weight = data_xp.astype(sample_weight, compute_dtype)
-        sparse = is_sparse(X_train)
-        half_input = dtype_name(X_train.data if sparse else X_train) in HALF_DTYPES
-        config = self._engine_config(compute_dtype if half_input else None, sparse)
-        data = TrainingData(
+        return TrainingData(
             X=X_train,
             targets=targets,
             sample_weight=sample_weight,
@@ -428,116 +370,24 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
             negative_weight=negative_weight,
         )
 
-        n_features = X_train.shape[1]
-        n_outputs = int(targets.shape[1])
-        state = self._initial_state(
-            xp,
-            (n_features, n_outputs),
-            compute_dtype,
-            _device_of(xp, X_train) if data_xp is xp else None,
-            coef_init,
-            intercept_init,
-            partial,
-        )
-        validation_score = None
-        if self.early_stopping and not partial:
-            data, validation_score = self._split_validation(data_xp, data, y)
-            if data_xp is not xp:
-                host_score = validation_score
-                validation_score = lambda state: host_score(state.moved_to(np))  # noqa: E731
-        if not continuing:
-            self.preconditioner_ = self._resolved_preconditioner(sparse)
-            standardize = self.preconditioner_ == "standardize"
-            known = self._batch_statistics
-            self._batch_statistics = None
-            if known is not None and not known.describes(data.X, standardize):
-                known = None
-            if standardize:
-                mean, inv_scale = (
-                    (known.mean, known.inv_scale)
-                    if known is not None
-                    else feature_statistics(data_xp, data.X, compute_dtype)
-                )
-                state.precondition(to_namespace(mean, xp), to_namespace(inv_scale, xp))
-            state.scaling = (
-                known.scaling
-                if known is not None
-                else measure_scaling(
-                    data.X,
-                    bool(self.fit_intercept),
-                    state.feature_mean,
-                    state.feature_inv_scale,
-                    intercept_scale=config.intercept_scale,
-                )
-            )
-        if not continuing:
-            self._auto_average_start = n_train if self._averages_automatically(sparse) else 0
-        config = replace(
-            config,
-            batch_size=self.batch_size_,
-            scaling=state.scaling if self.scale_learning_rate else None,
-            average_start=int(self.average) or getattr(self, "_auto_average_start", 0),
-        )
+    def _held_out(self, plan, data, y, partial):
+        """``(training data, validation_score)``: the early-stopping split, if any."""
+        if not (self.early_stopping and not partial):
+            return data, None
+        data, validation_score = self._split_validation(plan.data_namespace, data, y)
+        if plan.data_namespace is not plan.namespace:
+            host_score = validation_score
+            return data, lambda state: host_score(state.moved_to(np))
+        return data, validation_score
 
-        # the epochs' orders are drawn from it (one seed per fit, see permutation_source)
-        random_state = check_random_state(self.random_state)
-        runner = (
-            select_engine(xp, data, config, reference=run)
-            if chunk_rows is None
-            else partial_function(stream_run, chunk_rows=chunk_rows)
-        )
-        report = runner(
-            xp,
-            state,
-            data,
-            config,
-            max_epochs=1 if partial else int(self.max_iter),
-            random_state=random_state,
-            validation_score=validation_score,
-            use_stopping_rule=not partial,
-        )
-        if (
-            not partial
-            and self.tol is not None
-            and not report.converged
-            and report.n_epochs == self.max_iter
-        ):
+    def _warn_if_not_converged(self, report) -> None:
+        if self.tol is not None and not report.converged and report.n_epochs == self.max_iter:
             warnings.warn(
                 "Maximum number of iteration reached before convergence. Consider "
                 "increasing max_iter to improve the fit.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
-        self._store_fit(xp, state, report, partial, output_like=X)
-        return self
-
-    def _stream_chunk_rows(self, xp, X, y, classes, has_sample_weight):
-        """Rows per streamed chunk when host ``X`` does not fit on the device, else None.
-
-        The budget is ``max_device_memory`` when set, else (CuPy only) a share of
-        the free device memory; NumPy without a cap and device input never stream.
-        """
-        if is_device_array(X) or not (xp is np or is_cupy_namespace(xp)):
-            return None
-        budget = self.max_device_memory
-        if budget is None:
-            budget = free_device_bytes(xp)
-            if budget is None:
-                return None
-            budget = int(budget * FREE_MEMORY_SHARE)
-        if data_bytes(X) * 4 <= budget:
-            # far below the budget: skip counting the classes (a sort of y)
-            return None
-        if self._is_classifier_estimator:
-            known = classes if classes is not None else getattr(self, "classes_", None)
-            n_classes = len(np.unique(to_namespace(y, np))) if known is None else len(known)
-            n_outputs = 1 if n_classes <= 2 else n_classes
-        else:
-            n_outputs = 1
-        itemsize = np.dtype(_compute_dtype(np, X)).itemsize
-        return plan_chunk_rows(
-            X, n_outputs, itemsize, int(self.batch_size_), budget, has_sample_weight
-        )
 
     def _checked_sample_weight(self, sample_weight, X):
         """scikit-learn's sample_weight checks, and a range the fit's float type holds."""
@@ -834,28 +684,6 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
         tags.input_tags.sparse = True
         tags.array_api_support = True
         return tags
-
-
-@dataclass
-class BatchStatistics:
-    """What the 'auto' batch size measured on the rows ``X``: kept for the fit on them."""
-
-    X: Any
-    mean: Any
-    inv_scale: Any
-    scaling: BatchScaling
-
-    def describes(self, X, standardized: bool) -> bool:
-        """Whether these describe the rows ``X`` as the fit sees them (standardised or not)."""
-        return self.X is X and (self.mean is not None) == standardized
-
-
-def _compute_dtype(xp, X):
-    """float64 and float32 stay; half precision computes with float32 master weights."""
-    name = dtype_name(X.data if is_sparse(X) else X)
-    if name in HALF_DTYPES:
-        return xp.float32
-    return getattr(xp, name)
 
 
 def _device_of(xp, X):

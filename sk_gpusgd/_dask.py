@@ -39,14 +39,16 @@ from sklearn.utils.validation import validate_data
 
 from ._backend import (
     device_name,
+    dtype_name,
     is_device_array,
     namespace_of,
     resolve_compute_namespace,
     to_namespace,
 )
-from ._engine import TrainingData, TrainingState, run
-from ._epochs import EpochRule
-from ._validation import dtype_name
+from ._core.types import TrainingData, TrainingState
+from ._engines.rounds import EpochRule
+from ._plan import batch_size_for, preconditioner_for
+from ._runs import run
 
 SYNC_EPOCH = "epoch"
 _OPTIONS = contextvars.ContextVar("sk_gpusgd_dask_options", default=None)
@@ -207,10 +209,13 @@ def _in_owned_memory(X):
 
 
 def _block_scaling(partition: _Partition, fit_intercept: bool, mean=None, inv_scale=None):
-    """The batch gain's statistics of one block (:func:`sk_gpusgd._scaling.measure_scaling`)."""
-    from ._scaling import measure_scaling
+    """The batch gain's statistics of one block (:func:`._core.scaling.measure_scaling`)."""
+    from ._core.scaling import measure_scaling
+    from ._engines.compiled import sampled_second_moment
 
-    return measure_scaling(partition.data.X, fit_intercept, mean, inv_scale)
+    return measure_scaling(
+        partition.data.X, fit_intercept, mean, inv_scale, second_moment=sampled_second_moment
+    )
 
 
 def _where_held(client, function, partition, *args):
@@ -236,8 +241,8 @@ def _block_sum(partition: _Partition, mean=None):
 
 
 def _mean_and_inverse_scale(mean, variance):
-    """What :func:`sk_gpusgd._precondition.feature_statistics` gives, from pooled sums."""
-    from ._precondition import inverse_scale
+    """What :func:`sk_gpusgd._core.precondition.feature_statistics` gives, from pooled sums."""
+    from ._core.precondition import inverse_scale
 
     return mean, inverse_scale(np, mean, np.sqrt(variance))
 
@@ -378,8 +383,8 @@ def train_on_dask(estimator, X, y, *, coef_init, intercept_init, sample_weight, 
     half = np.dtype(X.dtype).name == "float16" and estimator.multi_precision
     config = estimator._engine_config(np.float32 if half else None, sparse=False)
     # the batch size of a single-process fit on all the rows
-    estimator.batch_size_ = estimator._resolved_batch_size(
-        np, int(sum(X.chunks[0])), continuing=partial and fitted
+    estimator.batch_size_, _ = batch_size_for(
+        estimator, np, int(sum(X.chunks[0])), continuing=partial and fitted
     )
     config = dataclasses.replace(config, batch_size=estimator.batch_size_)
     local_config = dataclasses.replace(config, average_start=0, tol=None, verbose=0)
@@ -397,7 +402,9 @@ def train_on_dask(estimator, X, y, *, coef_init, intercept_init, sample_weight, 
     partitions = client.compute([delayed_parts[i] for i in nonempty])
     block_rows = [X.chunks[0][i] for i in nonempty]
     if first_call and partitions:
-        estimator.preconditioner_ = estimator._resolved_preconditioner(sparse=False)
+        estimator.preconditioner_ = preconditioner_for(
+            estimator, estimator.batch_size_, sparse=False
+        )
         if estimator.preconditioner_ == "standardize":
             # two passes over the blocks where they live; only feature vectors move
             n_rows = sum(block_rows)

@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.utils._param_validation import validate_parameter_constraints
 
 from ._backend import is_sparse, to_namespace
-from ._schedules import make_schedule
+from ._core.schedules import make_schedule
 
 # the parameters each live estimator last passed the checks with; kept beside the
 # estimator, not in it, so that a call that fails later leaves its attributes as they were

@@ -7,15 +7,9 @@ array-api-strict) gets the same checks here, without leaving its device.
 
 from __future__ import annotations
 
-from ._backend import is_cupy_sparse, namespace_of
+from ._backend import FLOAT_DTYPE_NAMES, dtype_name, is_cupy_sparse, namespace_of
 
-FLOAT_DTYPE_NAMES = ("float64", "float32", "float16", "bfloat16")
 FLOAT32_MAX = 3.4028234663852886e38
-
-
-def dtype_name(array) -> str:
-    """'float32', 'int64', ... for any namespace's array."""
-    return str(array.dtype).rsplit(".", 1)[-1]
 
 
 def check_device_features(X, *, what: str = "X"):

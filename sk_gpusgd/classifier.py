@@ -15,11 +15,10 @@ from sklearn.utils.multiclass import (
     check_classification_targets,
 )
 
-from ._backend import is_device_array, namespace_of, to_namespace
+from ._backend import dtype_name, is_device_array, namespace_of, to_namespace
 from ._base import DEFAULT_BATCH_SIZE, BaseSGD, _device_of
+from ._core.losses import CLASSIFICATION_LOSSES, REGRESSION_LOSSES
 from ._lazy_dask import chunkwise_on_dask
-from ._losses import CLASSIFICATION_LOSSES, REGRESSION_LOSSES
-from ._validation import dtype_name
 
 
 def _sigmoid(xp, values):

@@ -8,8 +8,8 @@ from sklearn.utils._param_validation import StrOptions
 
 from ._backend import namespace_of, to_namespace
 from ._base import DEFAULT_BATCH_SIZE, BaseSGD
+from ._core.losses import REGRESSION_LOSSES
 from ._lazy_dask import chunkwise_on_dask
-from ._losses import REGRESSION_LOSSES
 from ._validation import check_in_float32_range
 
 

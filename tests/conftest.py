@@ -11,19 +11,15 @@ os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
 @pytest.fixture
 def engine_inputs(monkeypatch):
-    """Record what the training loop receives, in the reference engine or the CUDA driver."""
+    """Record what the training loop receives, whichever engine the plan chose."""
     import sk_gpusgd._base
-    import sk_gpusgd._cuda.driver
 
     seen = []
+    train = sk_gpusgd._base.train
 
-    def recording(run):
-        def recording_run(xp, state, data, config, **kwargs):
-            seen.append({"X": data.X, "coef_dtype": state.coef.dtype, "config": config})
-            return run(xp, state, data, config, **kwargs)
+    def recording_train(engine, xp, state, data, config, **kwargs):
+        seen.append({"X": data.X, "coef_dtype": state.coef.dtype, "config": config})
+        return train(engine, xp, state, data, config, **kwargs)
 
-        return recording_run
-
-    monkeypatch.setattr(sk_gpusgd._base, "run", recording(sk_gpusgd._base.run))
-    monkeypatch.setattr(sk_gpusgd._cuda.driver, "run", recording(sk_gpusgd._cuda.driver.run))
+    monkeypatch.setattr(sk_gpusgd._base, "train", recording_train)
     return seen

@@ -1,6 +1,6 @@
 """The compiled CPU epoch against the NumPy engine it reimplements.
 
-``sk_gpusgd/_cpu/sgd_cpu.c`` runs the NumPy engine's step, operation for
+``sk_gpusgd/_engines/compiled/sgd_cpu.c`` runs the NumPy engine's step, operation for
 operation, one epoch per call. Every fit here runs twice, with the compiled
 epoch and with ``SK_GPUSGD_COMPILED=0`` (the NumPy engine), and the fitted
 models must agree: in float64 to rounding, stopping epoch included; in float32
@@ -14,8 +14,9 @@ import scipy.sparse as sp
 from numpy.testing import assert_allclose
 from sklearn.datasets import make_classification, make_regression
 
-import sk_gpusgd._base
-from sk_gpusgd import GPUSGDClassifier, GPUSGDRegressor, _compiled
+import sk_gpusgd._plan
+from sk_gpusgd import GPUSGDClassifier, GPUSGDRegressor
+from sk_gpusgd._engines import compiled as _compiled
 
 
 def _fit_both(monkeypatch, cls, X, y, fit="fit", **params):
@@ -27,7 +28,7 @@ def _fit_both(monkeypatch, cls, X, y, fit="fit", **params):
     for switch in ("1", "0"):
         monkeypatch.setenv(_compiled.ENV_SWITCH, switch)
         if switch == "0":
-            monkeypatch.setattr(sk_gpusgd._base, "compiled_covers", lambda *args: True)
+            monkeypatch.setattr(sk_gpusgd._plan, "compiled_covers_fit", lambda *args: True)
         model = cls(random_state=0, **params)
         if fit == "partial_fit":
             extra = {"classes": np.unique(y)} if cls is GPUSGDClassifier else {}
@@ -115,7 +116,7 @@ def test_sample_weights_and_partial_fit_match(monkeypatch, classification):
     for switch in ("1", "0"):
         monkeypatch.setenv(_compiled.ENV_SWITCH, switch)
         if switch == "0":
-            monkeypatch.setattr(sk_gpusgd._base, "compiled_covers", lambda *args: True)
+            monkeypatch.setattr(sk_gpusgd._plan, "compiled_covers_fit", lambda *args: True)
         model = GPUSGDClassifier(random_state=0, loss="log_loss").fit(X, y, sample_weight=weights)
         models.append(model)
     _assert_same_model(*models, rtol=1e-9)
@@ -211,11 +212,11 @@ def test_half_precision_and_the_switch_run_in_numpy(monkeypatch, classification)
 
 def test_int64_csr_indices_match(classification):
     """CSR with 64-bit indices (refused by scikit-learn's validation, not by the engine)."""
-    from sk_gpusgd._engine import EngineConfig, FrozenColumns, TrainingData, TrainingState
-    from sk_gpusgd._losses import make_loss
-    from sk_gpusgd._optim import OptimizerConfig
-    from sk_gpusgd._schedules import make_schedule
-    from sk_gpusgd._sparse import sparse_epoch
+    from sk_gpusgd._core.losses import make_loss
+    from sk_gpusgd._core.optim import OptimizerConfig
+    from sk_gpusgd._core.schedules import make_schedule
+    from sk_gpusgd._core.types import EngineConfig, FrozenColumns, TrainingData, TrainingState
+    from sk_gpusgd._engines.sparse import sparse_epoch
 
     X, labels = _sparse_problem()
     wide = X.copy()
@@ -323,10 +324,10 @@ def test_in_place_epochs_never_touch_the_callers_arrays(classification, sparse):
 
 def _log_loss_epoch_at_rest(X, targets, coef, intercept):
     """One compiled log-loss epoch at a rate of 1e-300 (the weights stay); its totals, state."""
-    from sk_gpusgd._engine import EngineConfig, FrozenColumns, TrainingData, TrainingState
-    from sk_gpusgd._losses import make_loss
-    from sk_gpusgd._optim import OptimizerConfig
-    from sk_gpusgd._schedules import make_schedule
+    from sk_gpusgd._core.losses import make_loss
+    from sk_gpusgd._core.optim import OptimizerConfig
+    from sk_gpusgd._core.schedules import make_schedule
+    from sk_gpusgd._core.types import EngineConfig, FrozenColumns, TrainingData, TrainingState
 
     loss = make_loss("log_loss", 0.1)
     config = EngineConfig(
@@ -385,13 +386,13 @@ def test_sampled_second_moment_reads_the_csr_rows_in_place(dtype, stride, interc
 
 def test_batch_statistics_are_the_same_with_and_without_the_extension(monkeypatch):
     """The in-place C product and the NumPy product on the sampled rows measure the same."""
-    from sk_gpusgd._scaling import SAMPLE_ROWS, measure_scaling
+    from sk_gpusgd._core.scaling import SAMPLE_ROWS, measure_scaling
 
     X, _ = _sparse_problem()
     X = sp.vstack([X] * (2 * SAMPLE_ROWS // X.shape[0] + 1)).tocsr()
     assert X.shape[0] > SAMPLE_ROWS  # rows are sampled with a stride
-    compiled = measure_scaling(X, True, intercept_scale=0.01)
-    monkeypatch.setattr(_compiled, "sampled_second_moment", lambda *args: None)
+    in_place = _compiled.sampled_second_moment
+    compiled = measure_scaling(X, True, intercept_scale=0.01, second_moment=in_place)
     reference = measure_scaling(X, True, intercept_scale=0.01)
     assert compiled.mean_squared_norm == pytest.approx(reference.mean_squared_norm, rel=1e-6)
     assert compiled.top_eigenvalue == pytest.approx(reference.top_eigenvalue, rel=1e-6)

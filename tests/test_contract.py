@@ -17,7 +17,7 @@ from sklearn.linear_model import SGDClassifier, SGDRegressor
 from sklearn.metrics import accuracy_score
 
 from sk_gpusgd import GPUSGDClassifier, GPUSGDRegressor
-from sk_gpusgd._losses import make_loss
+from sk_gpusgd._core.losses import make_loss
 from sk_gpusgd._params import divergence_message
 
 

@@ -34,8 +34,9 @@ try:
 except ImportError:
     pd = None
 
-import sk_gpusgd._engine
-import sk_gpusgd._sparse
+import sk_gpusgd._core.steps
+import sk_gpusgd._engines.loop
+import sk_gpusgd._engines.sparse
 from sk_gpusgd import GPUSGDClassifier, GPUSGDRegressor
 
 settings.register_profile(
@@ -558,9 +559,12 @@ def test_interrupted_fit_leaves_the_model_as_it_was(
     model = _estimator(classifier, warm_start=method == "warm_fit", **params).fit(X, y)
     before = _snapshot(model)
     calls = {"n": 0}
-    hooks = [(sk_gpusgd._engine, "close_epoch")]
+    hooks = [(sk_gpusgd._engines.loop, "close_epoch")]
     if not compiled:
-        hooks = [(sk_gpusgd._engine, "momentum_step"), (sk_gpusgd._sparse, "momentum_step")]
+        hooks = [
+            (sk_gpusgd._core.steps, "momentum_step"),
+            (sk_gpusgd._engines.sparse, "momentum_step"),
+        ]
     original = getattr(*hooks[0])
     threshold = 1 if compiled else after_steps
 

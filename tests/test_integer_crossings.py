@@ -15,11 +15,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from sk_gpusgd import _compiled
-from sk_gpusgd._engine import EngineConfig
-from sk_gpusgd._losses import make_loss
-from sk_gpusgd._optim import OptimizerConfig
-from sk_gpusgd._schedules import make_schedule
+from sk_gpusgd._core.losses import make_loss
+from sk_gpusgd._core.optim import OptimizerConfig
+from sk_gpusgd._core.schedules import make_schedule
+from sk_gpusgd._core.types import EngineConfig
+from sk_gpusgd._engines import compiled as _compiled
 
 
 def _run_isolated(code: str, timeout: float = 120) -> str:

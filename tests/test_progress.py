@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from sklearn.datasets import make_classification, make_regression
 
 from sk_gpusgd import GPUSGDClassifier, GPUSGDRegressor
-from sk_gpusgd._progress import _rate
+from sk_gpusgd._engines.progress import _rate
 
 EPOCH = re.compile(
     r"^-- Epoch (\d+)/(\d+): loss ([-\d.e+]+), objective ([-\d.e+]+)"

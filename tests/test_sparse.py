@@ -13,8 +13,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.utils import get_tags
 
 from sk_gpusgd import GPUSGDClassifier, GPUSGDRegressor
-from sk_gpusgd._engine import FrozenColumns, TrainingData, TrainingState
-from sk_gpusgd._sparse import CsrBatches, sparse_epoch
+from sk_gpusgd._core.types import FrozenColumns, TrainingData, TrainingState
+from sk_gpusgd._engines.sparse import CsrBatches, sparse_epoch
 
 N_SAMPLES, N_FEATURES, DENSITY = 120, 30, 0.2
 ATOL = 1e-6
@@ -353,7 +353,7 @@ def test_sparse_step_arrays_span_only_the_batch_columns(wide_problem, options, m
     a step's cost follows the batch's non-zeros, never n_features. Only the
     once-per-epoch flush of pending L1 spans every row.
     """
-    import sk_gpusgd._sparse as sparse_module
+    import sk_gpusgd._engines.sparse as sparse_module
 
     shapes = []
 

@@ -11,7 +11,7 @@ from sklearn.datasets import make_classification, make_regression
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import InvalidParameterError
 
-import sk_gpusgd._streaming
+import sk_gpusgd._engines.streaming
 from sk_gpusgd import GPUSGDClassifier, GPUSGDRegressor
 
 # float64 X of 1200 x 20: 192,000 bytes; this cap holds a few thousand rows' worth
@@ -23,13 +23,13 @@ SMALL_CAP = 60_000
 def chunk_sizes(monkeypatch):
     """Rows of every chunk the streamed loop hands to the engine."""
     seen = []
-    default_epoch = sk_gpusgd._streaming.default_epoch
+    default_epoch = sk_gpusgd._engines.streaming.default_epoch
 
     def recording_pass(xp, state, data, *args):
         seen.append(data.X.shape[0])
         return default_epoch(xp, state, data, *args)
 
-    monkeypatch.setattr(sk_gpusgd._streaming, "default_epoch", recording_pass)
+    monkeypatch.setattr(sk_gpusgd._engines.streaming, "default_epoch", recording_pass)
     return seen
 
 

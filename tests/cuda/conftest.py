@@ -13,6 +13,6 @@ def emulated():
     """The emulated backend (one g++ build per session)."""
     if shutil.which("g++") is None:
         pytest.skip("g++ is needed to build the kernel emulation")
-    from sk_gpusgd._cuda.launcher import EmulatedBackend
+    from sk_gpusgd._engines.cuda.launcher import EmulatedBackend
 
     return EmulatedBackend()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from sk_gpusgd._engine import EngineConfig, TrainingData, TrainingState
-from sk_gpusgd._losses import make_loss
-from sk_gpusgd._optim import OptimizerConfig
-from sk_gpusgd._schedules import make_schedule
+from sk_gpusgd._core.losses import make_loss
+from sk_gpusgd._core.optim import OptimizerConfig
+from sk_gpusgd._core.schedules import make_schedule
+from sk_gpusgd._core.types import EngineConfig, TrainingData, TrainingState
+from sk_gpusgd._runs import run_kernels
 
 # Small, ragged launch shapes: several forward blocks, a last block with fewer rows (or
 # none), rows not a multiple of the batch, threads fewer and more than (row, column) pairs.
@@ -66,9 +67,8 @@ def train_both(
     ``precondition`` standardises the features inside the engines (as ``_base`` does for
     ``preconditioner='standardize'``).
     """
-    from sk_gpusgd._cuda import driver
-    from sk_gpusgd._engine import run
-    from sk_gpusgd._precondition import feature_statistics
+    from sk_gpusgd._core.precondition import feature_statistics
+    from sk_gpusgd._runs import run
 
     d, k = data.X.shape[1], data.targets.shape[1]
     dtype = data.targets.dtype
@@ -79,7 +79,7 @@ def train_both(
     reference_report = run(
         np, reference, data, config, max_epochs=epochs, random_state=np.random.RandomState(seed)
     )
-    kernel_report = driver.run(
+    kernel_report = run_kernels(
         np,
         kernels,
         data,

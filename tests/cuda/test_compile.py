@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from sk_gpusgd._cuda import launcher
+from sk_gpusgd._engines.cuda import launcher
 
 cuda_core = pytest.importorskip("cuda.core", reason="install the 'kernels' extra")
 pathfinder = pytest.importorskip("cuda.pathfinder", reason="install the 'kernels' extra")

@@ -12,7 +12,7 @@ from sklearn.datasets import make_classification, make_regression
 from sklearn.preprocessing import StandardScaler
 
 from sk_gpusgd import GPUSGDClassifier, GPUSGDRegressor
-from sk_gpusgd._cuda import driver
+from sk_gpusgd._engines.cuda import driver
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -21,13 +21,13 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 def kernel_runs(monkeypatch):
     """Count the fits the kernel driver trained."""
     calls = []
-    original = driver.run
+    original = driver.CudaEngine.start
 
-    def counting_run(*args, **kwargs):
+    def counting_start(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(driver, "run", counting_run)
+    monkeypatch.setattr(driver.CudaEngine, "start", counting_start)
     return calls
 
 

@@ -15,8 +15,8 @@ from kernel_helpers import make_config
 from sklearn.datasets import make_classification
 
 from sk_gpusgd import GPUSGDClassifier
-from sk_gpusgd._cuda import driver, launcher, plan
-from sk_gpusgd._engine import TrainingData, TrainingState
+from sk_gpusgd._core.types import TrainingData, TrainingState
+from sk_gpusgd._engines.cuda import driver, launcher, plan
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -60,13 +60,13 @@ def _assert_reference(model, X, y):
 @pytest.fixture
 def kernel_runs(monkeypatch):
     calls = []
-    original = driver.run
+    original = driver.CudaEngine.start
 
-    def counting_run(*args, **kwargs):
+    def counting_start(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(driver, "run", counting_run)
+    monkeypatch.setattr(driver.CudaEngine, "start", counting_start)
     return calls
 
 
@@ -149,7 +149,7 @@ def test_an_error_that_is_no_engine_limit_is_raised(problem, monkeypatch):
     def broken(*args, **kwargs):
         raise LookupError("a bug, not a limit")
 
-    monkeypatch.setattr(driver, "run", broken)
+    monkeypatch.setattr(driver.CudaEngine, "start", broken)
     monkeypatch.setenv(driver.ENV_EMULATE, "1")
     with pytest.raises(LookupError, match="a bug"):
         _estimator().fit(X, y)

@@ -5,11 +5,14 @@ shapes: 37 rows in batches of 8 (a last batch of 5), forward blocks of 3 rows (a
 with 2 rows and one with none), 1, 3 and 10 outputs. Agreement to 1e-5 relative.
 """
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from kernel_helpers import assert_same_training, make_config, make_problem, train_both
 
-from sk_gpusgd._engine import TrainingData
+from sk_gpusgd._core.types import TrainingData
+from sk_gpusgd._runs import run_kernels
 
 CLASSIFICATION_LOSSES = ["hinge", "perceptron", "log_loss", "modified_huber", "squared_hinge"]
 REGRESSION_LOSSES = ["squared_error", "huber", "epsilon_insensitive", "squared_epsilon_insensitive"]
@@ -124,15 +127,14 @@ def test_continuing_state_keeps_momentum_and_clock(emulated):
     """A second call continues the first (partial_fit): buffers, clock, L1 and averages."""
     from kernel_helpers import SMALL_LAUNCH, fresh_state
 
-    from sk_gpusgd._cuda import driver
-    from sk_gpusgd._engine import run
+    from sk_gpusgd._runs import run
 
     data = _data("classification", 3)
     config = make_config(loss="log_loss", average_start=10, optimizer={"momentum": 0.9, "l1": 1e-3})
     reference, kernels = fresh_state(20, 3), fresh_state(20, 3)
     for call in range(3):
         run(np, reference, data, config, max_epochs=1, random_state=np.random.RandomState(call))
-        driver.run(
+        run_kernels(
             np,
             kernels,
             data,
@@ -165,16 +167,14 @@ def test_float16_x_with_float32_master_weights(emulated):
 
 
 def test_divergence_is_reported(emulated):
-    from sk_gpusgd._engine import DivergenceError
+    from sk_gpusgd._core.types import DivergenceError
 
     X, Y = make_problem(k=1, task="regression")
     config = make_config(loss="squared_error", schedule="constant", eta0=1e30)
     from kernel_helpers import SMALL_LAUNCH, fresh_state
 
-    from sk_gpusgd._cuda import driver
-
     with pytest.raises(DivergenceError, match="overflowed"):
-        driver.run(
+        run_kernels(
             np,
             fresh_state(20, 1),
             TrainingData(X=X * 1e100, targets=Y),
@@ -259,37 +259,32 @@ def test_sparse_averaging(emulated, average_start, optimizer):
 
 
 def test_sparse_adaptive_rate_falls_back():
-    from sk_gpusgd._cuda import driver
+    from sk_gpusgd._engines.cuda import driver
 
     config = make_config(schedule="adaptive")
     assert "adaptive" in driver.fused_reason(np, _sparse_data(3), config)
 
 
 def test_what_is_not_fused_falls_back(monkeypatch):
-    from sk_gpusgd._cuda import driver
+    from sk_gpusgd._engines.array_api import ArrayApiEngine
+    from sk_gpusgd._engines.cuda import driver
+    from sk_gpusgd._plan import engine_for
 
     monkeypatch.setenv(driver.ENV_EMULATE, "1")  # NumPy input asks for the kernels
     X, Y = make_problem(n=10, d=20_000, k=1)  # a row wider than one block's shared memory
     data = TrainingData(X=X, targets=Y)
     config = make_config()
-    assert "shared memory" in driver.fused_reason(np, data, config)
-    calls = []
-
-    def reference(*args, **kwargs):
-        calls.append(args)
-        return "trained by the reference engine"
-
-    runner = driver.select_engine(np, data, config, reference=reference)
-    with pytest.warns(driver.FusedEngineFallbackWarning, match="shared memory"):
-        assert runner(np, None, data, config) == "trained by the reference engine"
-    assert len(calls) == 1
+    plan = SimpleNamespace(chunk_rows=None)
+    engine, note = engine_for(plan, np, data, config)
+    assert isinstance(engine, ArrayApiEngine) and "shared memory" in note
     narrow = TrainingData(X=X[:, :20], targets=Y)
-    assert driver.fused_reason(np, narrow, config) is None
-    assert driver.select_engine(np, narrow, config, reference=reference) is not reference
+    engine, note = engine_for(plan, np, narrow, config)
+    assert isinstance(engine, driver.CudaEngine) and note is None
+    assert isinstance(engine.fallback, ArrayApiEngine)
 
 
 def _scaling(data, fit_intercept=True):
-    from sk_gpusgd._scaling import measure_scaling
+    from sk_gpusgd._core.scaling import measure_scaling
 
     return measure_scaling(data.X, fit_intercept)
 
@@ -366,7 +361,7 @@ def test_sparse_stopping_rule_and_step_rate(emulated, optimizer):
 def _multinomial_config(**options):
     from dataclasses import replace
 
-    from sk_gpusgd._losses import make_loss
+    from sk_gpusgd._core.losses import make_loss
 
     config = make_config(loss="log_loss", **options)
     return replace(config, loss=make_loss("log_loss", 0.1, multinomial=True))
@@ -405,7 +400,7 @@ def test_multinomial_weights_and_joint_stopping(emulated):
 
 
 def test_sparse_multinomial_falls_back():
-    from sk_gpusgd._cuda import driver
+    from sk_gpusgd._engines.cuda import driver
 
     assert "multinomial" in driver.fused_reason(np, _sparse_data(3), _multinomial_config())
 

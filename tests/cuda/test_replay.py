@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from kernel_helpers import SMALL_LAUNCH, fresh_state, make_config, make_problem
 
-from sk_gpusgd._cuda import driver, launcher
-from sk_gpusgd._engine import TrainingData
+from sk_gpusgd._core.types import TrainingData
+from sk_gpusgd._engines.cuda import driver, launcher
+from sk_gpusgd._runs import run_kernels
 
 STATE_ARRAYS = ("coef", "intercept", "coef_buffer", "intercept_buffer", "average_coef")
 
@@ -18,7 +19,7 @@ def _fit(backend, graphs, monkeypatch, shuffle="order", seed=0, epochs=4):
         loss="log_loss", schedule="optimal", average_start=5, optimizer={"momentum": 0.9}
     )
     state = fresh_state(20, 3)
-    report = driver.run(
+    report = run_kernels(
         np,
         state,
         TrainingData(X=X, targets=Y),
@@ -84,7 +85,7 @@ def test_sparse_graph_replay_equals_eager_launches(emulated, monkeypatch):
     for mode in ("0", "always"):
         monkeypatch.setenv(driver.ENV_GRAPHS, mode)
         state = fresh_state(20, 3)
-        driver.run(
+        run_kernels(
             np,
             state,
             data,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sk_gpusgd._cuda import launcher
+from sk_gpusgd._engines.cuda import launcher
 
 HERE = Path(__file__).resolve().parent
 SANITIZERS = {

@@ -14,8 +14,9 @@ from kernel_helpers import (
 )
 from scipy.stats import chisquare
 
-from sk_gpusgd._cuda import driver
-from sk_gpusgd._engine import TrainingData, run
+from sk_gpusgd._core.types import TrainingData
+from sk_gpusgd._engines.cuda import driver
+from sk_gpusgd._runs import run, run_kernels
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 37, 64, 1000, 4097])
@@ -77,7 +78,7 @@ def test_training_on_the_bijection_matches_the_reference_in_that_order(emulated,
     ref_report = run(
         np, reference, data, config, max_epochs=3, random_state=BijectionOrders(emulated, 4321)
     )
-    ker_report = driver.run(
+    ker_report = run_kernels(
         np,
         kernels,
         data,

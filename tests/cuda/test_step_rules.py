@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from kernel_helpers import SMALL_LAUNCH, fresh_state, make_config, make_problem
 
-from sk_gpusgd._cuda import driver, launcher
-from sk_gpusgd._engine import TrainingData
+from sk_gpusgd._core.types import TrainingData
+from sk_gpusgd._engines.cuda import driver, launcher
 
 
 def _fit(emulated, X, Y, config, **cfg_values):

@@ -9,11 +9,12 @@ import pytest
 import scipy.sparse as sp
 
 from sk_gpusgd import GPUSGDClassifier
-from sk_gpusgd._cuda import driver, launcher
-from sk_gpusgd._engine import EngineConfig, TrainingData, TrainingState, run
-from sk_gpusgd._losses import make_loss
-from sk_gpusgd._optim import OptimizerConfig
-from sk_gpusgd._schedules import make_schedule
+from sk_gpusgd._core.losses import make_loss
+from sk_gpusgd._core.optim import OptimizerConfig
+from sk_gpusgd._core.schedules import make_schedule
+from sk_gpusgd._core.types import EngineConfig, TrainingData, TrainingState
+from sk_gpusgd._engines.cuda import driver, launcher
+from sk_gpusgd._runs import run, run_kernels
 
 OPTIONS = {
     "hinge-l2": ("hinge", "invscaling", {"l2": 1e-3}, {}),
@@ -76,7 +77,7 @@ class BijectionOrders:
 def _kernel_fit(cupy, backend, X, Y, config, random_state, epochs=3):
     state = _state(cupy, X.shape[1], Y.shape[1], Y.dtype)
     data = TrainingData(X=cupy.asarray(X), targets=cupy.asarray(Y))
-    driver.run(
+    run_kernels(
         cupy, state, data, config, max_epochs=epochs, random_state=random_state, backend=backend
     )
     return state
@@ -164,8 +165,10 @@ def test_estimator_picks_the_kernels_for_cupy_dense_and_sparse(cupy, monkeypatch
     import cupyx.scipy.sparse
 
     calls = []
-    original = driver.run
-    monkeypatch.setattr(driver, "run", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = driver.CudaEngine.start
+    monkeypatch.setattr(
+        driver.CudaEngine, "start", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
     X, Y = _problem(n=500, d=10, k=1)
     y = cupy.asarray((Y[:, 0] > 0).astype(int))
     GPUSGDClassifier(max_iter=2, tol=None).fit(cupy.asarray(X), y)
@@ -175,7 +178,8 @@ def test_estimator_picks_the_kernels_for_cupy_dense_and_sparse(cupy, monkeypatch
     assert len(calls) == 2
     assert isinstance(model.coef_, cupy.ndarray)
     wide = cupy.asarray(np.ones((20, 20_000)))  # a row too wide for shared memory
-    GPUSGDClassifier(max_iter=2, tol=None).fit(wide, y[:20])
+    with pytest.warns(driver.FusedEngineFallbackWarning, match="shared memory"):
+        GPUSGDClassifier(max_iter=2, tol=None).fit(wide, y[:20])
     assert len(calls) == 2  # trained by the reference engine
 
 
@@ -190,6 +194,6 @@ def test_sparse_kernels_match_the_numpy_engine(cupy, backend):
         random_state=np.random.RandomState(0))  # fmt: skip
     state = _state(cupy, 300, 3)
     data = TrainingData(X=cupyx.scipy.sparse.csr_matrix(sp.csr_matrix(X)), targets=cupy.asarray(Y))
-    driver.run(cupy, state, data, config, max_epochs=3, random_state=np.random.RandomState(0),
+    run_kernels(cupy, state, data, config, max_epochs=3, random_state=np.random.RandomState(0),
                backend=backend)  # fmt: skip
     np.testing.assert_allclose(cupy.asnumpy(state.coef), reference.coef, rtol=1e-5, atol=1e-9)

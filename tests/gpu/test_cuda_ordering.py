@@ -11,7 +11,7 @@ import pytest
 from sklearn.datasets import make_classification
 
 from sk_gpusgd import GPUSGDClassifier
-from sk_gpusgd._cuda import launcher
+from sk_gpusgd._engines.cuda import launcher
 
 PARAMS = dict(batch_size=64, shuffle=False, learning_rate="constant", eta0=0.05, tol=None,
               max_iter=3, preconditioner=None)  # fmt: skip

@@ -5,7 +5,7 @@ import pytest
 from sklearn.datasets import make_classification
 from sklearn.model_selection import train_test_split
 
-import sk_gpusgd._streaming
+import sk_gpusgd._engines.streaming
 from sk_gpusgd import GPUSGDClassifier
 
 # float64 X of 6000 x 20 is 960,000 bytes: this cap streams it in several chunks
@@ -24,14 +24,14 @@ def data():
 def pinned_chunks(monkeypatch):
     """Rows of every chunk the pinned, double-buffered feeder delivers."""
     seen = []
-    chunks = sk_gpusgd._streaming._PinnedFeeder.chunks
+    chunks = sk_gpusgd._engines.streaming._PinnedFeeder.chunks
 
     def recording_chunks(self, order):
         for chunk in chunks(self, order):
             seen.append(chunk.n_samples)
             yield chunk
 
-    monkeypatch.setattr(sk_gpusgd._streaming._PinnedFeeder, "chunks", recording_chunks)
+    monkeypatch.setattr(sk_gpusgd._engines.streaming._PinnedFeeder, "chunks", recording_chunks)
     return seen
 
 

@@ -31,13 +31,9 @@ from __future__ import annotations
 
 import importlib
 
-from ._backend import is_cupy_namespace
-from ._engine import (
-    EngineConfig,
-    EpochTotals,
-    FrozenColumns,
-    TrainingData,
-    TrainingState,
+from .._backend import is_cupy_namespace
+from .._core.optim import clip_gradient, l1_truncate, momentum_step, shrink_factor
+from .._core.steps import (
     advance_clock,
     batch_weights,
     column_sums,
@@ -46,7 +42,7 @@ from ._engine import (
     step_intercept,
     update_average,
 )
-from ._optim import clip_gradient, l1_truncate, momentum_step, shrink_factor
+from .._core.types import EngineConfig, EpochTotals, FrozenColumns, TrainingData, TrainingState
 
 # Renormalise the weight scale before it underflows.
 MIN_WEIGHT_SCALE = 1e-9

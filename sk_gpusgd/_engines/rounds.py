@@ -1,9 +1,9 @@
 """The per-epoch stopping rule, for training loops that call the engine piecewise.
 
 The Dask fit (rounds of local training and averaging) runs
-:func:`sk_gpusgd._engine.run` on pieces of an epoch, so the engine's own
+:func:`sk_gpusgd._engines.loop.run` on pieces of an epoch, so the engine's own
 stopping rule never sees a whole epoch. :class:`EpochRule` closes each whole
-epoch with the engine's own :func:`sk_gpusgd._engine.close_epoch`, for the
+epoch with the engine's own :func:`sk_gpusgd._engines.loop.close_epoch`, for the
 whole model: mean loss plus the penalty of the epoch's final weights (or the
 mean of the validation scores) must improve by ``tol`` within
 ``n_iter_no_change`` epochs; the 'adaptive' rate is divided by 5 instead of
@@ -18,16 +18,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ._backend import to_namespace
-from ._engine import (
-    EngineConfig,
-    RunReport,
-    StoppingRule,
-    TrainingState,
-    close_epoch,
-    penalty_columns,
-)
-from ._progress import FitProgress
+from .._backend import to_namespace
+from .._core.steps import penalty_columns
+from .._core.types import EngineConfig, RunReport, TrainingState
+from .loop import StoppingRule, close_epoch
+from .progress import FitProgress
 
 
 class EpochRule:

@@ -1,4 +1,4 @@
-"""The CUDA engine's epoch driver: same contract as :func:`sk_gpusgd._engine.run`.
+"""The CUDA engine's epoch driver: same contract as :func:`sk_gpusgd._engines.loop.run`.
 
 Per dense step two kernel launches (``sgd_forward``, ``sgd_update``), no allocation and no
 host synchronisation; per epoch one more launch (``sgd_end_epoch``) and one host read of
@@ -53,7 +53,6 @@ waits for it at the end; every upload and fill of the fit's buffers is made insi
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import warnings
@@ -61,26 +60,20 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import is_cupy_namespace
-from .._engine import (
-    RunReport,
-    StoppingRule,
-    close_epoch,
-    permutation_source,
-)
-from .._progress import FitProgress
+from ..._backend import is_cupy_namespace
+from ..array_api import permutation_source
 from . import launcher
 from .fit import CHUNK_STEPS, FusedFit, SparseFusedFit, epoch_order
 from .plan import KernelPlanError, fused_reason, kernel_constant
 
 __all__ = [
+    "CudaEngine",
     "FusedEngineFallbackWarning",
     "FusedFit",
     "SparseFusedFit",
     "epoch_order",
     "fused_reason",
-    "run",
-    "select_engine",
+    "kernels_wanted",
 ]
 
 ENV_GRAPHS = "SK_GPUSGD_CUDA_GRAPHS"
@@ -94,61 +87,19 @@ class FusedEngineFallbackWarning(UserWarning):
     """A fit the CUDA kernels cannot take trains on the array-API engine instead."""
 
 
-def select_engine(xp, data, config, reference):
-    """The engine for this fit: the kernels for CuPy (or emulated NumPy) input, else
-    ``reference``.
-
-    What the kernels cannot take goes to ``reference`` with one
-    :class:`FusedEngineFallbackWarning` naming the cause, decided now (shape, indices,
-    memory) or during the fit (a compile, launch or allocation failure).
-    """
-    kernels_wanted = is_cupy_namespace(xp) or (xp is np and os.environ.get(ENV_EMULATE) == "1")
-    if not kernels_wanted:
-        return reference
-    reason = fused_reason(xp, data, config)
-    if reason is not None:
-
-        def run_reference(*args, **kwargs):
-            _warn_fallback(reason)
-            return reference(*args, **kwargs)
-
-        return run_reference
-
-    def run_kernels(xp, state, data, config, *, random_state, **kwargs):
-        return run_or_fall_back(xp, state, data, config, reference, random_state, **kwargs)
-
-    return run_kernels
+def kernels_wanted(xp) -> bool:
+    """Whether a fit in ``xp`` asks for the kernels: CuPy, or NumPy under the emulation."""
+    return is_cupy_namespace(xp) or (xp is np and os.environ.get(ENV_EMULATE) == "1")
 
 
-def _warn_fallback(cause: str) -> None:
+def warn_fallback(cause: str) -> None:
+    """The one warning of a fit the kernels cannot take."""
     warnings.warn(
         f"The CUDA kernels cannot train this fit ({cause}); it trains on the array-API "
         "engine on the same device instead (same model, slower).",
         FusedEngineFallbackWarning,
-        stacklevel=5,
+        stacklevel=6,
     )
-
-
-def run_or_fall_back(xp, state, data, config, reference, random_state, **kwargs):
-    """:func:`run`; where a kernel fails to compile, launch or allocate, ``reference``
-    trains from the state and random state the fit started with."""
-    start_state = copy.copy(state)  # the kernels copy its arrays in and never write them
-    start_random = random_state.get_state()
-    try:
-        backend = _backend_for(xp)
-    except launcher.KernelBuildError as error:
-        return _fall_back(error, reference, xp, state, data, config, random_state, kwargs)
-    try:
-        return run(xp, state, data, config, random_state=random_state, backend=backend, **kwargs)
-    except (KernelPlanError, *backend.errors) as error:
-        vars(state).update(vars(start_state))
-        random_state.set_state(start_random)
-        return _fall_back(error, reference, xp, state, data, config, random_state, kwargs)
-
-
-def _fall_back(error, reference, xp, state, data, config, random_state, kwargs):
-    _warn_fallback(f"{type(error).__name__}: {error}".splitlines()[0])
-    return reference(xp, state, data, config, random_state=random_state, **kwargs)
 
 
 def _backend_for(xp):
@@ -199,85 +150,92 @@ def graphs_enabled(total_steps: int) -> bool:
     return mode == "always" or total_steps >= MIN_GRAPH_STEPS
 
 
-def run(
-    xp,
-    state,
-    data,
-    config,
-    *,
-    max_epochs: int,
-    random_state: np.random.RandomState,
-    validation_score=None,
-    use_stopping_rule: bool = True,
-    backend: Any = None,
-    launch_options: dict | None = None,
-) -> RunReport:
-    """Train ``state`` in place on the kernels; the contract of :func:`sk_gpusgd._engine.run`.
+class CudaEngine:
+    """The fused kernels as an engine of :func:`.loop.train`.
 
-    ``backend`` defaults to CuPy for CuPy input and to the CPU emulation for NumPy input;
-    ``launch_options`` (``threads``, ``max_rows_per_block``, ``chunk_steps``) reshape the
-    grids and graphs (tests use small ones). The stopping rule, the adaptive schedule,
-    early stopping and the divergence check are the reference engine's, applied to the
-    per-epoch summary.
+    Parameters
+    ----------
+    fallback : Engine, optional
+        Trains the fit instead, from the state it started with, when a kernel fails to
+        compile, launch or allocate (see :meth:`errors`).
+    backend : CupyBackend or EmulatedBackend, optional
+        Default: CuPy for CuPy input, the CPU emulation for NumPy input.
+    launch_options : dict, optional
+        ``threads``, ``max_rows_per_block``, ``chunk_steps`` of :class:`FusedFit`
+        (tests use small ones).
     """
-    backend = backend if backend is not None else _backend_for(xp)
-    with backend.ordered():  # every upload, launch and read of the fit, in stream order
-        return _run_epochs(
-            backend, state, data, config, max_epochs, random_state, validation_score,
-            use_stopping_rule, launch_options or {},
-        )  # fmt: skip
+
+    def __init__(self, fallback=None, backend: Any = None, launch_options: dict | None = None):
+        self.fallback = fallback
+        self.backend = backend
+        self.launch_options = launch_options or {}
+
+    @property
+    def errors(self) -> tuple:
+        """The exceptions that mean the kernels cannot run this fit."""
+        errors = (KernelPlanError, launcher.KernelBuildError)
+        return errors + tuple(getattr(self.backend, "errors", ()))
+
+    def warn_fallback(self, cause: str) -> None:
+        warn_fallback(cause)
+
+    def start(self, xp, state, data, config, random_state, max_epochs):
+        if self.backend is None:
+            self.backend = _backend_for(xp)
+        epochs = _CudaEpochs(self.backend, state, data, config, random_state, self.launch_options)
+        epochs.max_epochs = max_epochs
+        return epochs
 
 
-def _run_epochs(
-    backend,
-    state,
-    data,
-    config,
-    max_epochs,
-    random_state,
-    validation_score,
-    use_stopping_rule,
-    launch_options,
-) -> RunReport:
-    shuffle_mode = _shuffle_mode(config, backend)
-    next_permutation, seed = None, 0
-    if shuffle_mode == kernel_constant("SHUFFLE_ORDER"):
-        # the reference engine's source, drawn first: the same order for the same seed
-        next_permutation = permutation_source(backend.xp, random_state, data.X)
-    elif shuffle_mode == kernel_constant("SHUFFLE_BIJECTION"):
-        seed = int(random_state.randint(np.iinfo(np.int32).max))
-    fit = FusedFit(backend, state, data, config, shuffle_mode, seed, **launch_options)
-    use_graphs = graphs_enabled(fit.steps_per_epoch * max_epochs)
-    report = RunReport()
-    n_outputs = fit.k
-    rule = StoppingRule(config, n_outputs, early_stopping=validation_score is not None)
-    if state.adaptive_eta is None and config.schedule.kind == "adaptive":
-        state.adaptive_eta = (float(config.schedule.eta0),) * n_outputs
-        fit.set_adaptive_eta(state.adaptive_eta)
-    progress = FitProgress(config.verbose, max_epochs, fit.n)
-    for _ in range(max_epochs):
-        if next_permutation is not None:
-            fit.order[...] = next_permutation(fit.n)
-        fit.epoch_steps(use_graphs)
+class _CudaEpochs:
+    """One fit on the kernels, on the backend's stream (see :class:`.loop.EpochRunner`).
+
+    Entered for the whole fit: every upload, launch and read runs inside
+    ``backend.ordered()``, in order with the caller's stream.
+    """
+
+    def __init__(self, backend, state, data, config, random_state, launch_options):
+        self.backend, self.state, self.data, self.config = backend, state, data, config
+        self.random_state, self.launch_options = random_state, launch_options
+        self._ordered = backend.ordered()
+
+    def __enter__(self):
+        self._ordered.__enter__()
+        try:
+            self._prepare()
+        except BaseException:
+            self._ordered.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        return self._ordered.__exit__(*exc)
+
+    def _prepare(self) -> None:
+        backend, config, random_state = self.backend, self.config, self.random_state
+        shuffle_mode = _shuffle_mode(config, backend)
+        self.next_permutation, seed = None, 0
+        if shuffle_mode == kernel_constant("SHUFFLE_ORDER"):
+            # the reference engine's source, drawn first: the same order for the same seed
+            self.next_permutation = permutation_source(backend.xp, random_state, self.data.X)
+        elif shuffle_mode == kernel_constant("SHUFFLE_BIJECTION"):
+            seed = int(random_state.randint(np.iinfo(np.int32).max))
+        self.fit = FusedFit(
+            backend, self.state, self.data, config, shuffle_mode, seed, **self.launch_options
+        )
+        self.use_graphs = graphs_enabled(self.fit.steps_per_epoch * self.max_epochs)
+
+    def run_epoch(self, state):
+        fit = self.fit
+        if self.next_permutation is not None:
+            fit.order[...] = self.next_permutation(fit.n)
+        fit.epoch_steps(self.use_graphs)
         summary = fit.end_epoch()
         fit.store(state, summary)
-        mean_loss, objective, finite = epoch_report(summary, n_outputs, fit.n)
-        outcome = close_epoch(
-            backend.xp,
-            state,
-            config,
-            report,
-            progress,
-            rule,
-            (mean_loss, objective, finite),
-            validation_score,
-            use_stopping_rule,
-        )
-        if outcome.adaptive_changed:
-            fit.set_adaptive_eta(state.adaptive_eta)
-        if outcome.converged:
-            break
-        if outcome.froze:
-            fit.freeze(rule.active)
-    progress.finished(backend.xp, state, config.batch_size)
-    return report
+        return epoch_report(summary, fit.k, fit.n)
+
+    def freeze(self, state, active) -> None:
+        self.fit.freeze(active)
+
+    def adaptive_changed(self, state) -> None:
+        self.fit.set_adaptive_eta(state.adaptive_eta)

@@ -52,11 +52,11 @@ NVRTC_OPTIONS = ("-std=c++17", "-ftz=true", "--device-as-default-execution-space
 
 def source_path() -> Path:
     """Where ``kernels.cu`` is installed (package data)."""
-    return Path(str(resources.files("sk_gpusgd._cuda").joinpath("kernels.cu")))
+    return Path(str(resources.files("sk_gpusgd._engines.cuda").joinpath("kernels.cu")))
 
 
 def emulation_dir() -> Path:
-    return Path(str(resources.files("sk_gpusgd._cuda").joinpath("emulation")))
+    return Path(str(resources.files("sk_gpusgd._engines.cuda").joinpath("emulation")))
 
 
 @functools.lru_cache(maxsize=1)

@@ -15,17 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ._backend import is_cupy_namespace, is_sparse, to_namespace
-from ._engine import (
-    EngineConfig,
-    EpochTotals,
-    RunReport,
-    TrainingData,
-    TrainingState,
-    default_epoch,
-    permutation_source,
-    run,
-)
+from .._backend import is_cupy_namespace, is_sparse, to_namespace
+from .._core.types import EpochTotals, TrainingData
+from .array_api import ArrayApiEngine, ArrayApiEpochs, default_epoch, permutation_source
 
 # Share of the free device memory a fit plans to use when no cap is given.
 FREE_MEMORY_SHARE = 0.8
@@ -92,49 +84,39 @@ def plan_chunk_rows(
     return rows
 
 
-def stream_run(
-    xp,
-    state: TrainingState,
-    data: TrainingData,
-    config: EngineConfig,
-    *,
-    chunk_rows: int,
-    max_epochs: int,
-    random_state: np.random.RandomState,
-    validation_score=None,
-    use_stopping_rule: bool = True,
-) -> RunReport:
-    """:func:`sk_gpusgd._engine.run`, with ``data`` on the host and streamed in chunks.
+class StreamingEngine(ArrayApiEngine):
+    """The array-API engine over host data streamed through the device in chunks.
 
-    ``state`` lives in ``xp``; ``data`` is NumPy / SciPy. The engine's own loop
-    runs (stopping rule, one-vs-rest columns stopping on their own, progress);
-    only its pass over the rows walks the epoch's permutation, drawn on the
-    host, chunk by chunk: the same batches in the same order as in memory.
+    ``state`` lives in the compute namespace; the data stays NumPy / SciPy. Each
+    epoch walks one permutation of all rows, drawn on the host, chunk by chunk: the
+    same batches in the same order as in memory.
     """
-    feeder = _feeder(xp, data, chunk_rows)
 
-    def streamed_epoch(xp, state, data, config, order, frozen):
-        totals = EpochTotals(config)
-        for chunk in feeder.chunks(order):
-            # the rows arrive in epoch order: no shuffling inside a chunk
-            totals.merge(default_epoch(xp, state, chunk, config, None, frozen))
-        return totals
+    def __init__(self, chunk_rows: int):
+        super().__init__()
+        self.chunk_rows = chunk_rows
 
-    try:
-        return run(
-            xp,
-            state,
-            data,
-            config,
-            max_epochs=max_epochs,
-            random_state=random_state,
-            validation_score=validation_score,
-            use_stopping_rule=use_stopping_rule,
-            epoch_runner=streamed_epoch,
-            next_permutation=permutation_source(np, random_state, data.X),
+    def start(self, xp, state, data, config, random_state, max_epochs):
+        feeder = _feeder(xp, data, self.chunk_rows)
+
+        def streamed_epoch(xp, state, data, config, order, frozen):
+            totals = EpochTotals(config)
+            for chunk in feeder.chunks(order):
+                # the rows arrive in epoch order: no shuffling inside a chunk
+                totals.merge(default_epoch(xp, state, chunk, config, None, frozen))
+            return totals
+
+        epochs = _StreamedEpochs(
+            xp, state, data, config, streamed_epoch, permutation_source(np, random_state, data.X)
         )
-    finally:
-        feeder.close()
+        epochs.feeder = feeder
+        return epochs
+
+
+class _StreamedEpochs(ArrayApiEpochs):
+    def __exit__(self, *exc):
+        self.feeder.close()
+        return super().__exit__(*exc)
 
 
 def _bounds(n_samples: int, chunk_rows: int):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._backend import is_sparse
-from .._validation import dtype_name
+from ..._backend import dtype_name, is_sparse
 from . import launcher
 from .plan import (
     MAX_ROWS_PER_BLOCK,

@@ -33,8 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._backend import is_sparse, namespace_of, to_namespace
-from ._validation import dtype_name
+from .._backend import dtype_name, is_sparse, namespace_of, to_namespace
 
 SAMPLE_ROWS = 4096
 POWER_ITERATIONS = 30
@@ -90,28 +89,35 @@ class BatchScaling:
 
 
 def measure_scaling(
-    X, fit_intercept: bool, mean=None, inv_scale=None, intercept_scale: float = 1.0
+    X,
+    fit_intercept: bool,
+    mean=None,
+    inv_scale=None,
+    intercept_scale: float = 1.0,
+    second_moment=None,
 ) -> BatchScaling:
     """``beta`` and ``lam`` of the rows of X; no gain (1) where they overflow.
 
     The intercept is a constant feature whose step is multiplied by
     ``intercept_scale`` (0.01 on sparse X, as scikit-learn damps it): a
     diagonal preconditioner, so it counts as a feature of value
-    ``sqrt(intercept_scale)``.
+    ``sqrt(intercept_scale)``. ``second_moment(X, stride, intercept)``, where given
+    (the compiled extension's), reads host CSR rows in place; it returns None for
+    input it does not take.
     """
     intercept = math.sqrt(intercept_scale) if fit_intercept else 0.0
     with np.errstate(all="ignore"):
-        return _measure_scaling(X, intercept, mean, inv_scale)
+        return _measure_scaling(X, intercept, mean, inv_scale, second_moment)
 
 
-def _measure_scaling(X, intercept: float, mean=None, inv_scale=None) -> BatchScaling:
+def _measure_scaling(X, intercept: float, mean, inv_scale, second_moment) -> BatchScaling:
     """``beta`` and ``lam`` of the rows of X (dense or CSR, any namespace).
 
     With ``mean`` and ``inv_scale`` (preconditioning), of the rows
     ``(x - mean) * inv_scale`` that the steps see.
     """
     n_rows, second_moment_times, sum_of_squares = _sampled_second_moment(
-        X, intercept, mean, inv_scale
+        X, intercept, mean, inv_scale, second_moment
     )
     if n_rows == 0:
         return BatchScaling(1.0, 1.0)
@@ -140,7 +146,7 @@ def _measure_scaling(X, intercept: float, mean=None, inv_scale=None) -> BatchSca
     return BatchScaling(float(f"{beta:.7g}"), float(f"{lam:.7g}"))
 
 
-def _sampled_second_moment(X, intercept: float, mean=None, inv_scale=None):
+def _sampled_second_moment(X, intercept: float, mean=None, inv_scale=None, in_place=None):
     """``(n_rows, times, sum_of_squares)`` of at most ``SAMPLE_ROWS`` evenly spaced rows of X.
 
     ``times(v)`` is ``E[x x^T] v`` for ``x = [row, intercept]`` (``v`` has
@@ -150,12 +156,10 @@ def _sampled_second_moment(X, intercept: float, mean=None, inv_scale=None):
     rows are brought to the host in float64 (once per fit).
     """
     stride = max(1, -(-X.shape[0] // SAMPLE_ROWS))
-    if is_sparse(X):
-        from ._compiled import sampled_second_moment
-
-        in_place = sampled_second_moment(X, stride, intercept)
-        if in_place is not None:
-            return in_place
+    if is_sparse(X) and in_place is not None:
+        measured = in_place(X, stride, intercept)
+        if measured is not None:
+            return measured
     rows = X[::stride] if stride > 1 else X
     if is_sparse(rows):
         rows = rows.get() if hasattr(rows, "get") else rows

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from ._backend import device_name, to_namespace
+from .._backend import device_name, to_namespace
 
 
 class FitProgress:

@@ -4,7 +4,7 @@ The reference engine (:mod:`._engine`, :mod:`._sparse`) costs about thirty
 NumPy calls per step, whatever the batch: tens of microseconds of overhead
 that dominate small batches, few features and sparse rows, where
 scikit-learn's per-sample Cython loop spends well under a microsecond a row.
-``sk_gpusgd/_cpu/sgd_cpu.c`` runs the same step, operation for operation, over
+``sgd_cpu.c`` (beside this module) runs the same step, operation for operation, over
 a whole epoch in one call (arithmetic in float64, weights stored in their own
 dtype), so the CPU pays the cost of the rows, not of Python.
 
@@ -27,7 +27,7 @@ import os
 import numpy as np
 import scipy.sparse as sp
 
-from ._engine import EpochTotals
+from ..._core.types import EpochTotals
 
 ENV_SWITCH = "SK_GPUSGD_COMPILED"
 # codes of sgd_cpu.c's enums
@@ -130,7 +130,7 @@ class _Arrays(ctypes.Structure):
 @functools.lru_cache(maxsize=1)
 def _library():
     """The built extension as a ctypes library, or None where it was not built."""
-    spec = importlib.util.find_spec("sk_gpusgd._sgd_cpu")
+    spec = importlib.util.find_spec("sk_gpusgd._engines.compiled._sgd_cpu")
     if spec is None or not spec.origin:
         return None
     try:
@@ -266,7 +266,7 @@ def unsupported_reason(xp, state, data, config) -> str | None:
     if os.environ.get(ENV_SWITCH, "1") == "0":
         return f"turned off by {ENV_SWITCH}=0"
     if _epoch_function() is None:
-        return "the compiled extension sk_gpusgd._sgd_cpu is not built"
+        return "the compiled extension sk_gpusgd._engines.compiled._sgd_cpu is not built"
     if xp is not np:
         return "not NumPy data"
     reason = option_reason(config.optimizer, config.loss)

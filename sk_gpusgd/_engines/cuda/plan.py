@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._backend import free_device_bytes, is_cupy_namespace, is_sparse
-from .._engine import MAX_DLOSS, EpochTotals
-from .._validation import dtype_name
+from ..._backend import dtype_name, free_device_bytes, is_cupy_namespace, is_sparse
+from ..._core.types import MAX_DLOSS, EpochTotals
 from . import launcher
 
 # Dynamic shared memory a block may take without opting in (cudaFuncSetAttribute).
@@ -251,7 +250,7 @@ def config_vector(config, n_samples: int, shuffle_mode: int, seed: int) -> np.nd
     put("CFG_N_SAMPLES", n_samples)
     put("CFG_SHUFFLE", shuffle_mode)
     put("CFG_SEED", seed)
-    if config.scaling is not None:  # the batch scaling rule's statistics (_scaling.py)
+    if config.scaling is not None:  # the batch scaling rule's statistics (_core/scaling.py)
         put("CFG_GAIN_BETA", config.scaling.mean_squared_norm)
         put("CFG_GAIN_LAMBDA", config.scaling.top_eigenvalue)
     put("CFG_CURVATURE", loss.curvature)

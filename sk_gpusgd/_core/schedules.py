@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ._losses import Loss
+from .losses import Loss
 
 MIN_ADAPTIVE_ETA = 1e-6
 ADAPTIVE_DIVISOR = 5.0
