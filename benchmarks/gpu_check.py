@@ -94,7 +94,10 @@ def config_for(loss, schedule, optimizer, average=0, batch_size=64, shuffle=Fals
 
 def problem(n, d, k, regression, dtype=np.float64, seed=0):
     rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, d)).astype(dtype)
+    if np.dtype(dtype) == np.float32:  # drawn in float32: no float64 copy of a large X
+        X = rng.standard_normal((n, d), dtype=np.float32)
+    else:
+        X = rng.standard_normal((n, d)).astype(dtype)
     scores = X @ rng.standard_normal((d, k)).astype(dtype)
     Y = scores if regression else np.where(scores > 0, 1.0, -1.0).astype(dtype)
     return X, Y.astype(dtype)
@@ -305,6 +308,8 @@ def timings(device) -> dict:
 def checks(out_dir: Path, dry_run: bool = False) -> int:
     device = Device(dry_run)
     payload = {"device": device.name, "cupy": device.version, "dry_run": dry_run}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / ("gpu-check-kernels-dry-run.json" if dry_run else "gpu-check-kernels.json")
     for name, check in (
         ("parity_float64", parity),
         ("graph_versus_eager", graph_versus_eager),
@@ -316,6 +321,8 @@ def checks(out_dir: Path, dry_run: bool = False) -> int:
         except Exception as error:  # noqa: BLE001 - record and go on to the next check
             payload[name] = {"error": f"{type(error).__name__}: {error}", "passed": False}
         print(name, json.dumps(payload[name], default=float)[:400], flush=True)
+        # after every check: a run stopped by its time limit keeps what it measured
+        path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
     passed = [
         all(case["passed"] for case in payload["parity_float64"].values())
         if "error" not in payload["parity_float64"]
@@ -326,8 +333,6 @@ def checks(out_dir: Path, dry_run: bool = False) -> int:
     if "error" in payload["timings"]:  # e.g. epochs that took no rows: the times mean nothing
         passed.append(False)
     payload["passed"] = all(passed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / ("gpu-check-kernels-dry-run.json" if dry_run else "gpu-check-kernels.json")
     path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
     print("wrote", path)
     return 0 if payload["passed"] else 1

@@ -62,10 +62,11 @@ STARTED=$(date +%s)
 FAILED=0
 
 # seconds per stage: the sum stays under 8 minutes (480 s) with room for the summaries
+# (install-fallback runs only when install failed; wheels and venv only in the dry run)
 declare -A LIMIT=(
-    [install]=45 [imports]=20 [pytest-gpu]=75 [kernels]=50
-    [memcheck]=40 [racecheck]=40 [ncu]=45 [headline]=150
-    [wheels]=180 [venv]=120
+    [install]=40 [imports]=20 [pytest-gpu]=90 [kernels]=60
+    [memcheck]=40 [racecheck]=45 [ncu]=45 [headline]=130
+    [install-fallback]=40 [wheels]=180 [venv]=120
 )
 for name in "${!LIMIT[@]}"; do
     override="GPU_CHECK_TIMEOUT_$(echo "${name//-/_}" | tr '[:lower:]' '[:upper:]')"
@@ -132,6 +133,7 @@ stage() {  # stage NAME COMMAND...: run under the stage's timeout, log, record, 
         124 | 137) status="timed out" ;;
         *) status=failed ;;
     esac
+    LAST_STATUS="$status"
     [[ $status == passed ]] || FAILED=1
     printf '%s\t%s\t%s\t%s\t%s\t\n' "$name" "$status" "$code" "$elapsed" "$limit" >>"$STAGES_FILE"
     tail -n 5 "$OUT_DIR/$name.log"
@@ -150,8 +152,8 @@ if [[ $DRY_RUN == 1 ]]; then
     stage wheels bash benchmarks/gpu_wheels.sh --local --dest "$WHEELS"
     make_venv() {
         "$BASE_PYTHON" -m venv "$DRY_DIR/venv" &&
-            "$DRY_DIR/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-                --no-index --no-deps "$WHEELS"/base/*.whl
+            "$DRY_DIR/venv/bin/python" -m pip --isolated install --quiet \
+                --disable-pip-version-check --no-index --no-deps "$WHEELS"/base/*.whl
     }
     export -f make_venv
     export BASE_PYTHON DRY_DIR WHEELS
@@ -161,7 +163,9 @@ fi
 
 # ---------------------------------------------------------------------------- install
 install_all() {
-    local pip=("$PYTHON" -m pip install --disable-pip-version-check --no-index --no-deps)
+    # --isolated: no pip configuration (find-links, indexes) of the machine takes part
+    local pip=("$PYTHON" -m pip --isolated install --disable-pip-version-check --no-index
+        --no-deps)
     shopt -s nullglob
     local wheels=("$WHEELS"/*.whl)
     if [[ ${#wheels[@]} -gt 0 ]]; then
@@ -172,11 +176,29 @@ install_all() {
     fi
     "${pip[@]}" --no-build-isolation -e . || return 1
     "$PYTHON" -m pip list --disable-pip-version-check 2>/dev/null |
-        grep -i -E '^(sk-gpusgd|array.api.compat|snapml|numpy|scipy|scikit-learn|torch|cupy)'
+        grep -i -E '^(sk-gpusgd|array.api.compat|snapml|numpy|scipy|scikit-learn|torch|cupy)' ||
+        true
 }
 export -f install_all
 export PYTHON WHEELS
 stage install bash -c install_all
+if [[ $LAST_STATUS != passed ]]; then
+    # e.g. a read-only environment: the wheels into a folder of the results, the C
+    # extension built in place, both on PYTHONPATH for the stages below
+    install_fallback() {
+        shopt -s nullglob
+        local wheels=("$WHEELS"/*.whl)
+        if [[ ${#wheels[@]} -gt 0 ]]; then
+            "$PYTHON" -m pip --isolated install --disable-pip-version-check --no-index --no-deps \
+                --upgrade --target "$OUT_DIR/site-packages" "${wheels[@]}" || return 1
+        fi
+        "$PYTHON" setup.py -q build_ext --inplace
+    }
+    export -f install_fallback
+    export OUT_DIR
+    stage install-fallback bash -c install_fallback
+    export PYTHONPATH="$PWD:$OUT_DIR/site-packages${PYTHONPATH:+:$PYTHONPATH}"
+fi
 
 # every module a stage imports; CuPy and torch only on the GPU machine
 IMPORTS="import sk_gpusgd, array_api_compat, sklearn, scipy, pytest, hypothesis, snapml
