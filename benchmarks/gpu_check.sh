@@ -49,7 +49,6 @@ OUT_DIR="${OUT:-benchmarks/results}"
 mkdir -p "$OUT_DIR"
 OUT_DIR="$(cd "$OUT_DIR" && pwd)"
 export SK_GPUSGD_RESULTS_DIR="$OUT_DIR"
-export SCIPY_ARRAY_API=1  # scikit-learn's array-API dispatch on CuPy needs SciPy's
 if [[ -z "${PYTHON:-}" ]]; then
     PYTHON=python3
     command -v python3 >/dev/null 2>&1 || PYTHON=python
@@ -214,8 +213,9 @@ fi
 stage imports "$PYTHON" -c "import sys
 $IMPORTS"
 
-stage pytest-gpu "$PYTHON" -m pytest tests/gpu -q -rs -p no:cacheprovider \
-    --junitxml "$OUT_DIR/pytest-gpu.xml"
+# scikit-learn's array-API dispatch on CuPy (some tests) needs SciPy's array-API mode
+stage pytest-gpu env SCIPY_ARRAY_API=1 "$PYTHON" -m pytest tests/gpu -q -rs \
+    -p no:cacheprovider --junitxml "$OUT_DIR/pytest-gpu.xml"
 
 DRY=()
 [[ $DRY_RUN == 1 ]] && DRY=(--dry-run)
