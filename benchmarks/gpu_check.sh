@@ -248,9 +248,10 @@ else
     record ncu "not installed" "ncu (Nsight Compute) not found"
 fi
 
-# the cheap competitors first: a run cut off by the limit keeps what it measured
+# the GPU competitors first, scikit-learn (the longest: per-sample updates on the CPU)
+# last: a run cut off by the limit keeps what it measured (bench.py saves after each)
 HEADLINE=(benchmarks/bench.py --loss log_loss --epochs 3
-    --competitors sk_gpusgd-gpu torch torch-graph sklearn snapml cuml)
+    --competitors sk_gpusgd-gpu torch torch-graph snapml cuml sklearn)
 if [[ $DRY_RUN == 1 ]]; then  # the same code on the CPU, a small multiclass case
     stage headline "$PYTHON" "${HEADLINE[@]}" sk_gpusgd-cpu --no-gpu --tasks multiclass \
         --sizes 20000x32 --batch-sizes 1024 --output-prefix gpu-check-bench-dry-run
