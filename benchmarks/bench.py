@@ -1153,6 +1153,11 @@ def parse_args(argv=None):
         help="'auto': CUDA when torch.cuda.is_available() (not with --quick / --no-gpu)",
     )
     parser.add_argument("--output-prefix", default="bench", help="result file name prefix")
+    parser.add_argument(
+        "--fail-on-error",
+        action="store_true",
+        help="exit with status 1 when a competitor raised (it is recorded and the run goes on)",
+    )
     args = parser.parse_args(argv)
     if args.epochs is None:
         args.epochs = 3
@@ -1350,6 +1355,15 @@ def main(argv=None) -> int:
     if dataset is not None:
         dataset.release(cupy)
     save(case_records, cuml_status, finished=True)
+    errors = [
+        f"{case['name']} {name}: {rec.get('reason')}"
+        for case in case_records
+        for name, rec in case.get("results", {}).items()
+        if rec.get("status") == "error"
+    ]
+    if errors and args.fail_on_error:
+        print("competitors that raised:", *errors, sep="\n  ", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -208,7 +208,12 @@ print('sk_gpusgd from', sk_gpusgd.__file__)"
 if [[ $DRY_RUN == 0 ]]; then
     IMPORTS="$IMPORTS
 import cupy, torch
-print('cupy', cupy.__version__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+print('cupy', cupy.__version__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available())
+try:  # where NVRTC will find cuda_fp16.h and cuda_bf16.h (the kernels include them)
+    from cuda.pathfinder import find_nvidia_header_directory
+    print('cudart headers (cuda.pathfinder):', find_nvidia_header_directory('cudart'))
+except Exception as error:
+    print('cuda.pathfinder unavailable:', type(error).__name__, error)"
 fi
 stage imports "$PYTHON" -c "import sys
 $IMPORTS"
@@ -250,7 +255,7 @@ fi
 
 # the GPU competitors first, scikit-learn (the longest: per-sample updates on the CPU)
 # last: a run cut off by the limit keeps what it measured (bench.py saves after each)
-HEADLINE=(benchmarks/bench.py --loss log_loss --epochs 3
+HEADLINE=(benchmarks/bench.py --loss log_loss --epochs 3 --fail-on-error
     --competitors sk_gpusgd-gpu torch torch-graph snapml cuml sklearn)
 if [[ $DRY_RUN == 1 ]]; then  # the same code on the CPU, a small multiclass case
     stage headline "$PYTHON" "${HEADLINE[@]}" sk_gpusgd-cpu --no-gpu --tasks multiclass \
