@@ -14,9 +14,11 @@
 # Stages, each under its own timeout (GPU_CHECK_TIMEOUT_<STAGE> in seconds overrides one),
 # each run whatever happened before; the limits add up to under 8 minutes:
 #   install     pip --no-index --no-deps: the wheels of $WHEELS (default benchmarks/wheels),
-#               then the package with --no-build-isolation (editable, the C extension built)
+#               then the package with --no-build-isolation (editable, the C extension built);
+#               should that fail, install-fallback: the wheels into $OUT/site-packages, the
+#               extension built in place, both on PYTHONPATH
 #   imports     every module the stages import
-#   pytest-gpu  pytest tests/gpu                     (JUnit XML + log)
+#   pytest-gpu  pytest tests/gpu (JUnit XML + log); fails when CuPy sees no device
 #   kernels     gpu_check.py checks: kernels vs the NumPy engine, graph replay vs eager
 #               launches, memory-pool growth, epoch timings     (gpu-check-kernels.json)
 #   memcheck, racecheck   compute-sanitizer on a tiny fit
@@ -40,7 +42,7 @@ DRY_RUN=0
 for argument in "$@"; do
     case "$argument" in
         --dry-run) DRY_RUN=1 ;;
-        -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
         *) echo "unknown argument: $argument" >&2; exit 2 ;;
     esac
 done
@@ -218,9 +220,20 @@ fi
 stage imports "$PYTHON" -c "import sys
 $IMPORTS"
 
-# scikit-learn's array-API dispatch on CuPy (some tests) needs SciPy's array-API mode
-stage pytest-gpu env SCIPY_ARRAY_API=1 "$PYTHON" -m pytest tests/gpu -q -rs \
-    -p no:cacheprovider --junitxml "$OUT_DIR/pytest-gpu.xml"
+pytest_gpu() {
+    # on the GPU machine, tests that all skip for want of a device must not pass
+    if [[ $DRY_RUN == 0 ]] && ! "$PYTHON" -c "import cupy, sys
+sys.exit(cupy.cuda.runtime.getDeviceCount() < 1)"; then
+        echo "CuPy sees no CUDA device: the GPU tests would only skip"
+        return 1
+    fi
+    # scikit-learn's array-API dispatch on CuPy (some tests) needs SciPy's array-API mode
+    SCIPY_ARRAY_API=1 "$PYTHON" -m pytest tests/gpu -q -rs -p no:cacheprovider \
+        --junitxml "$OUT_DIR/pytest-gpu.xml"
+}
+export -f pytest_gpu
+export DRY_RUN OUT_DIR
+stage pytest-gpu bash -c pytest_gpu
 
 DRY=()
 [[ $DRY_RUN == 1 ]] && DRY=(--dry-run)
