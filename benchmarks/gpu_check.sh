@@ -42,7 +42,7 @@ DRY_RUN=0
 for argument in "$@"; do
     case "$argument" in
         --dry-run) DRY_RUN=1 ;;
-        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
         *) echo "unknown argument: $argument" >&2; exit 2 ;;
     esac
 done

@@ -35,7 +35,7 @@ while [[ $# -gt 0 ]]; do
         --python-version) python_version="$2"; shift 2 ;;
         --local) local_mode=1; shift ;;
         --dest) dest="$2"; shift 2 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
