@@ -21,7 +21,6 @@ that a CPU machine shows that every set-up step works before the GPU run.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -133,8 +132,9 @@ class Device:
 
 
 def engine_stream(backend):
-    """The backend's stream made current (CuPy), or nothing to do (emulation)."""
-    return getattr(backend, "activate", contextlib.nullcontext)()
+    """The backend's stream made current and ordered after the caller's work (its buffers
+    were filled on the caller's stream), or nothing to do (emulation)."""
+    return backend.ordered()
 
 
 def state_on(xp, d, k, dtype):
