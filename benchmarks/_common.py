@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import importlib
+import importlib.metadata
 import importlib.util
 import json
 import math
@@ -151,15 +152,23 @@ def versions() -> dict:
         "cupy": "cupy",
         "torch": "torch",
         "cuml": "cuml",
+        "snapml": "snapml",
     }
     for label, module in modules.items():
         if importlib.util.find_spec(module) is None:
             found[label] = None
             continue
         try:
-            found[label] = getattr(importlib.import_module(module), "__version__", "unknown")
+            version = getattr(importlib.import_module(module), "__version__", None)
         except Exception as exc:  # noqa: BLE001
             found[label] = f"import failed: {type(exc).__name__}"
+            continue
+        if version is None:  # snapml has no __version__: its distribution's metadata
+            try:
+                version = importlib.metadata.version(label)
+            except importlib.metadata.PackageNotFoundError:
+                version = "unknown"
+        found[label] = version
     return found
 
 
@@ -434,6 +443,17 @@ def to_host(array):
     if hasattr(array, "detach"):
         return array.detach().cpu().numpy()
     return np.asarray(array)
+
+
+def held_out_log_loss(y_true, proba, n_classes: int) -> float | None:
+    """Log loss of predicted probabilities (columns: classes 0..n_classes-1), None if invalid."""
+    from sklearn.metrics import log_loss
+
+    # the dtype kept: scikit-learn checks that rows sum to one to that dtype's precision
+    y_true, proba = to_host(y_true), np.asarray(to_host(proba))
+    if proba.ndim != 2 or not np.isfinite(proba).all():
+        return None
+    return float(log_loss(y_true, proba, labels=np.arange(n_classes)))
 
 
 def score(task: str, y_true, y_pred) -> float:

@@ -1,9 +1,12 @@
-"""Side-by-side speed of sk_gpusgd (GPU and CPU), scikit-learn, PyTorch and cuML.
+"""Side-by-side speed of sk_gpusgd (GPU and CPU), scikit-learn, PyTorch, IBM Snap ML and cuML.
 
-Every competitor trains the same linear model (same loss, alpha, constant
+Every SGD competitor trains the same linear model (same loss, alpha, constant
 learning rate, batch size where it has one, epochs) on the same synthetic
 float32 data, in the same run, and is timed per epoch; the held-out accuracy
-(or R^2) after the same number of epochs is reported beside the time.
+(or R^2) after the same number of epochs is reported beside the time. With
+``--loss log_loss`` the held-out log loss too, and the time each competitor
+takes to reach a target held-out log loss (IBM Snap ML's logistic regression,
+a coordinate-descent solver, competes there and per epoch).
 
     python benchmarks/bench.py --quick          # CPU, under a minute
     python benchmarks/bench.py                  # the full grid (GPU machine)
@@ -30,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
     cpu_copy_bandwidth,
+    cpu_count,
     cupy_or_none,
     device_info,
     device_slug,
@@ -40,11 +44,13 @@ from _common import (  # noqa: E402
     fmt_ratio,
     fmt_seconds,
     gpu_copy_bandwidth,
+    held_out_log_loss,
     linear_targets,
     markdown_table,
     now_iso,
     quiet_warnings,
     ratio,
+    result_paths,
     save_report,
     score,
     standard_normal_float32,
@@ -54,6 +60,8 @@ from _common import (  # noqa: E402
     today,
     torch_or_none,
     versions,
+    write_json,
+    write_text,
 )
 
 TASKS = ("binary", "multiclass", "regression")
@@ -72,7 +80,21 @@ MEMORY_FRACTION = 0.4
 ETA0_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 TUNE_ROWS = 50_000
 
-COMPETITORS = ("sk_gpusgd-gpu", "sk_gpusgd-cpu", "sklearn", "torch", "torch-graph", "cuml")
+COMPETITORS = (
+    "sk_gpusgd-gpu",
+    "sk_gpusgd-cpu",
+    "sklearn",
+    "torch",
+    "torch-graph",
+    "snapml",
+    "cuml",
+)
+# IBM Snap ML's L2 strength is a sum over rows (regularizer = alpha * n_rows is the mean-loss
+# alpha of the others); it is chosen from this grid of alphas, by held-out score, as eta0 is
+SNAPML_ALPHA_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+# the target held-out log loss: the best any competitor reached after the timed epochs,
+# plus this fraction
+TARGET_SLACK = 0.01
 # steps per captured graph of the PyTorch graph competitor (as the CUDA engine's chunks)
 TORCH_GRAPH_CHUNK = 64
 
@@ -278,30 +300,44 @@ def sklearn_estimator(task: str, hp: dict, epochs: int, seed: int):
     return SGDClassifier(n_jobs=-1, **common)
 
 
-def tuned_eta0(run, dataset: Dataset, case: Case, hp: dict, args) -> tuple[float, dict]:
-    """The eta0 of ``ETA0_GRID`` that gives this competitor its best held-out score.
+def tuned_eta0(
+    run, dataset: Dataset, case: Case, hp: dict, args, key: str = "eta0", grid=ETA0_GRID
+) -> tuple[float, dict]:
+    """The ``hp[key]`` of ``grid`` (eta0 by default) that gives the best held-out score.
 
     ``run(dataset, hp, args)`` is the competitor's timed run; here it trains on
-    the first ``TUNE_ROWS`` rows, once per grid value, for the timed epochs. A
-    value whose fit diverges (non-finite score or an error) loses.
+    the first ``TUNE_ROWS`` rows, once per grid value, for the timed epochs. The
+    score is minus the held-out log loss where the run measures it (``--loss
+    log_loss``), else the accuracy (R^2). A value whose fit diverges (non-finite
+    score or an error) loses.
     """
     subset = dataset.head(min(dataset.n, TUNE_ROWS))
-    quick = argparse.Namespace(**{**vars(args), "repeats": 1})
+    quick = argparse.Namespace(**{**vars(args), "repeats": 1, "time_to_target": False})
     scores = {}
-    for eta0 in ETA0_GRID:
+    for value in grid:
         try:
             with np.errstate(all="ignore"):
-                value = run(subset, dict(hp, eta0=eta0), quick).get("score")
+                record = run(subset, dict(hp, **{key: value}), quick)
+            found = record.get("score")
+            if record.get("log_loss") is not None:
+                found = -record["log_loss"]
         except Exception:  # noqa: BLE001 - a diverging rate is a losing rate
-            value = None
-        scores[eta0] = value if value is not None and math.isfinite(value) else -math.inf
-    best = max(ETA0_GRID, key=lambda eta0: (scores[eta0], -eta0))
+            found = None
+        scores[value] = found if found is not None and math.isfinite(found) else -math.inf
+    best = max(grid, key=lambda value: (scores[value], -value))
     return best, {str(k): (None if v == -math.inf else v) for k, v in scores.items()}
 
 
 # ------------------------------------------------------------- competitors
-def _measure(fit_once, predict, task, y_test, epochs, repeats, sync, warmup=None):
-    """Warm up (untimed), then the best of ``repeats`` timed fits of ``epochs`` epochs."""
+def _measure(
+    fit_once, predict, task, y_test, epochs, repeats, sync, warmup=None, proba=None, ladder=None
+):
+    """Warm up (untimed), then the best of ``repeats`` timed fits of ``epochs`` epochs.
+
+    ``proba(model)``: held-out class probabilities, for the held-out log loss.
+    ``ladder``: {epochs: fit} of fresh fits of fewer epochs, each timed once, for the
+    time to a target log loss (the curve of seconds and held-out log loss by epochs).
+    """
     record = {"epochs": epochs}
     if warmup is not None:
         record["warmup_seconds"], _ = timed(warmup, sync)
@@ -314,7 +350,33 @@ def _measure(fit_once, predict, task, y_test, epochs, repeats, sync, warmup=None
     record["fit_seconds"] = best
     record["seconds_per_epoch"] = best / epochs
     record["score"] = score(task, y_test, predict(model))
+    n_classes = N_CLASSES if task == "multiclass" else 2
+    if proba is not None:
+        record["log_loss"] = held_out_log_loss(y_test, proba(model), n_classes)
+    if proba is not None and ladder:
+        model = None
+        curve = []
+        for fewer, fit in sorted(ladder.items()):
+            gc.collect()
+            seconds, shorter = timed(fit, sync)
+            loss = held_out_log_loss(y_test, proba(shorter), n_classes)
+            curve.append({"epochs": fewer, "seconds": seconds, "log_loss": loss})
+            shorter = None
+        curve.append({"epochs": epochs, "seconds": best, "log_loss": record["log_loss"]})
+        record["log_loss_curve"] = curve
     return record
+
+
+def measures_log_loss(case: Case, hp: dict) -> bool:
+    """Held-out log loss (and the time to a target) for classification with the log loss."""
+    return case.task != "regression" and hp["loss"] == "log_loss"
+
+
+def ladder_of(fit, case: Case, hp: dict, args) -> dict | None:
+    """{epochs: fit(epochs)} for 1 .. epochs - 1 when the time to a target is measured."""
+    if not (measures_log_loss(case, hp) and getattr(args, "time_to_target", True)):
+        return None
+    return {epochs: fit(epochs) for epochs in range(1, args.epochs)}
 
 
 def run_sk_gpusgd(ds: Dataset, case: Case, hp: dict, args, device: str, cupy=None) -> dict:
@@ -344,6 +406,8 @@ def run_sk_gpusgd(ds: Dataset, case: Case, hp: dict, args, device: str, cupy=Non
         args.repeats,
         sync if device == "cuda" else None,
         warmup=fit(1),
+        proba=(lambda model: model.predict_proba(X_test)) if measures_log_loss(case, hp) else None,
+        ladder=ladder_of(fit, case, hp, args),
     )
     record["device"] = "cuda:0" if device == "cuda" else "cpu"
     record["steps_per_epoch"] = math.ceil(ds.n / case.batch_size)
@@ -351,19 +415,26 @@ def run_sk_gpusgd(ds: Dataset, case: Case, hp: dict, args, device: str, cupy=Non
 
 
 def run_sklearn(ds: Dataset, case: Case, hp: dict, args) -> dict:
-    def fit():
-        est = sklearn_estimator(case.task, hp, args.epochs, args.seed)
-        with quiet_warnings():
-            return est.fit(ds.X_train, ds.y_train)
+    def fit(epochs):
+        def go():
+            est = sklearn_estimator(case.task, hp, epochs, args.seed)
+            with quiet_warnings():
+                return est.fit(ds.X_train, ds.y_train)
+
+        return go
 
     record = _measure(
-        fit,
+        fit(args.epochs),
         lambda model: model.predict(ds.X_test),
         case.task,
         ds.y_test,
         args.epochs,
         args.repeats,
         None,
+        proba=(lambda model: model.predict_proba(ds.X_test))
+        if measures_log_loss(case, hp)
+        else None,
+        ladder=ladder_of(fit, case, hp, args),
     )
     record["device"] = "cpu"
     record["steps_per_epoch"] = ds.n
@@ -410,6 +481,21 @@ def torch_predictor(torch, X_test, task: str):
         return to_host((out[:, 0] > 0).long())
 
     return predict
+
+
+def torch_proba(torch, X_test, task: str):
+    """``proba(model)``: one-vs-rest probabilities as scikit-learn's (sigmoids, normalised)."""
+
+    def proba(model):
+        with torch.no_grad():
+            p = torch.sigmoid(model(X_test).double())
+        if task == "multiclass":
+            p = p / p.sum(dim=1, keepdim=True)
+        else:
+            p = torch.cat([1.0 - p, p], dim=1)
+        return to_host(p)
+
+    return proba
 
 
 def torch_on_cuda(torch, args) -> bool:
@@ -477,6 +563,8 @@ def run_torch(ds: Dataset, case: Case, hp: dict, args, cupy=None) -> dict:
         args.repeats,
         (lambda: torch.cuda.synchronize()) if on_cuda else None,
         warmup=train(1),
+        proba=torch_proba(torch, X_test, case.task) if measures_log_loss(case, hp) else None,
+        ladder=ladder_of(train, case, hp, args),
     )
     record["device"] = "cuda:0" if on_cuda else "cpu"
     record["steps_per_epoch"] = math.ceil(n / batch_size)
@@ -567,10 +655,74 @@ def run_torch_graph(ds: Dataset, case: Case, hp: dict, args, cupy=None) -> dict:
         args.repeats,
         lambda: torch.cuda.synchronize(),
         warmup=train(1),
+        proba=torch_proba(torch, X_test, case.task) if measures_log_loss(case, hp) else None,
+        ladder=ladder_of(train, case, hp, args),
     )
     record["device"] = "cuda:0"
     record["steps_per_epoch"] = steps
     record["graph_chunk_steps"] = TORCH_GRAPH_CHUNK
+    return record
+
+
+def snapml_on_gpu(cupy, args) -> bool:
+    """Snap ML trains on the GPU where the benchmark uses one (its wheel has its own CUDA)."""
+    return cupy is not None and not (args.quick or args.no_gpu)
+
+
+def run_snapml(ds: Dataset, case: Case, hp: dict, args, cupy=None) -> dict:
+    """IBM Snap ML's ``LogisticRegression`` (dual coordinate descent), on the GPU where used.
+
+    Its L2 strength is ``regularizer = alpha * n_rows`` (a sum over rows where the SGD
+    competitors take a mean); ``alpha`` is its own best of ``SNAPML_ALPHA_GRID`` (the
+    tuning picks it as it picks the others' eta0). ``tol=0`` runs every epoch asked for
+    (``max_iter`` epochs of coordinate descent); an intercept as the others have. It
+    takes host NumPy data (its fit copies X to the GPU, within the timed fit). The
+    multiclass model is one-vs-rest, as the others'.
+    """
+    if case.task == "regression":
+        return {"status": "skipped", "reason": "logistic regression: classification only"}
+    if hp["loss"] != "log_loss":
+        return {"status": "skipped", "reason": "logistic regression: needs --loss log_loss"}
+    try:
+        from snapml import LogisticRegression
+    except Exception as error:  # noqa: BLE001 - absent or broken: either way not measurable
+        return {"status": "not installed", "reason": f"{type(error).__name__}: {error}"}
+    on_gpu = snapml_on_gpu(cupy, args)
+    regularizer = hp["alpha"] * ds.n
+
+    def fit(epochs):
+        def go():
+            est = LogisticRegression(
+                max_iter=epochs,
+                regularizer=regularizer,
+                use_gpu=on_gpu,
+                device_ids=[0] if on_gpu else [],
+                n_jobs=256 if on_gpu else cpu_count(),
+                dual=True,
+                fit_intercept=True,
+                tol=0.0,
+                random_state=args.seed,
+            )
+            with quiet_warnings():
+                return est.fit(ds.X_train, ds.y_train)
+
+        return go
+
+    record = _measure(
+        fit(args.epochs),
+        lambda model: model.predict(ds.X_test),
+        case.task,
+        ds.y_test,
+        args.epochs,
+        args.repeats,
+        None,  # fit returns once the model is on the host
+        warmup=fit(1),
+        proba=lambda model: model.predict_proba(ds.X_test),
+        ladder=ladder_of(fit, case, hp, args),
+    )
+    record["device"] = "cuda:0" if on_gpu else "cpu"
+    record["regularizer"] = regularizer
+    record["note"] = "dual coordinate descent; an epoch is one pass of coordinate updates"
     return record
 
 
@@ -656,6 +808,7 @@ def analyse(case: Case, results: dict) -> tuple[dict, dict]:
         "gpu_vs_sklearn": ratio(skl, gpu),
         "gpu_vs_torch": ratio(tch, gpu),
         "gpu_vs_torch_graph": ratio(torch_graph, gpu),
+        "gpu_vs_snapml": ratio(_spe(results, "snapml"), gpu),
         "cpu_vs_sklearn": ratio(skl, cpu),
         "cpu_vs_torch": ratio(tch, cpu) if torch_device == "cpu" else None,
         "torch_device": torch_device,
@@ -757,6 +910,8 @@ def markdown_report(payload: dict) -> str:
                 case["name"] + (" **(headline)**" if case["headline"] else ""),
                 fmt_ratio(r["gpu_vs_sklearn"]),
                 fmt_ratio(r["gpu_vs_torch"]),
+                fmt_ratio(r.get("gpu_vs_torch_graph")),
+                fmt_ratio(r.get("gpu_vs_snapml")),
                 fmt_ratio(r["cpu_vs_sklearn"]),
                 fmt_ratio(r["cpu_vs_torch"]),
                 fmt_float(r["gpu_score_minus_sklearn"]),
@@ -771,6 +926,8 @@ def markdown_report(payload: dict) -> str:
                 "case",
                 "GPU vs sklearn",
                 "GPU vs torch",
+                "GPU vs torch-graph",
+                "GPU vs Snap ML",
                 "CPU vs sklearn",
                 "CPU vs torch (CPU)",
                 "GPU score - sklearn",
@@ -785,13 +942,13 @@ def markdown_report(payload: dict) -> str:
     rows = []
     for case in payload["cases"]:
         if case.get("skipped"):
-            rows.append([case["name"], "all", "skipped: " + case["skipped"]] + ["-"] * 7)
+            rows.append([case["name"], "all", "skipped: " + case["skipped"]] + ["-"] * 8)
             continue
         for name, rec in case["results"].items():
             label = name if name != "torch" else f"torch ({rec.get('device', '?')})"
             if status_of(rec) != "ok":
                 reason = status_of(rec) + (f": {rec['reason']}" if rec.get("reason") else "")
-                rows.append([case["name"], label, reason] + ["-"] * 7)
+                rows.append([case["name"], label, reason] + ["-"] * 8)
                 continue
             frac = rec.get("fraction_of_bandwidth")
             rows.append(
@@ -805,7 +962,8 @@ def markdown_report(payload: dict) -> str:
                     fmt_seconds(rec.get("bandwidth_bound_s_per_epoch")),
                     fmt_float(rec.get("overhead_us_per_step"), 2),
                     fmt_float(rec.get("score")),
-                    "-" if rec.get("eta0") is None else f"{rec['eta0']:g}",
+                    fmt_float(rec.get("log_loss")),
+                    tuned_text(rec),
                 ]
             )
     lines.append(
@@ -820,11 +978,13 @@ def markdown_report(payload: dict) -> str:
                 "bw-bound s/epoch",
                 "overhead us/step",
                 "accuracy / R^2",
-                "eta0",
+                "held-out log loss",
+                "eta0 (Snap ML: alpha)",
             ],
             rows,
         )
     )
+    lines += time_to_target_markdown(payload["cases"])
     lines += [
         "",
         "## Notes",
@@ -846,9 +1006,70 @@ def markdown_report(payload: dict) -> str:
         "data already on the device, a fresh torch.randperm each epoch; it runs on CUDA when "
         "torch.cuda.is_available(), else on the CPU (labelled in the competitor column).",
     ]
+    lines.append(
+        "- IBM Snap ML: `snapml.LogisticRegression` (dual coordinate descent, an intercept, "
+        "tol=0, `use_gpu=True, device_ids=[0]` where a GPU is used), regularizer = alpha x "
+        "rows at its own best alpha of " + str(list(SNAPML_ALPHA_GRID)) + "; it takes host "
+        "NumPy data, so its fit includes the copy to the GPU. Only with `--loss log_loss`."
+    )
     if payload.get("cuml_status"):
         lines.append(f"- cuML: {payload['cuml_status']}.")
     return "\n".join(lines) + "\n"
+
+
+def tuned_text(rec: dict) -> str:
+    if rec.get("eta0") is not None:
+        return f"{rec['eta0']:g}"
+    if rec.get("alpha") is not None:
+        return f"alpha {rec['alpha']:g}"
+    return "-"
+
+
+def time_to_target_markdown(cases: list[dict]) -> list[str]:
+    """The time-to-target section: per case the target and each competitor's time to it."""
+    lines = []
+    for case in cases:
+        found = case.get("time_to_target")
+        if not found:
+            continue
+        if not lines:
+            lines += [
+                "",
+                "## Time to a target held-out log loss",
+                "",
+                "Fresh fits of 1, 2, ... epochs, each timed; a competitor's time is that of its "
+                "shortest fit whose held-out log loss is at most the target. The ratio is the "
+                "competitor's time over sk_gpusgd GPU's.",
+            ]
+        lines += [
+            "",
+            f"{case['name']}: target {found['target_log_loss']:.4f} ({found['rule']})",
+            "",
+        ]
+        rows = []
+        for name, seconds in found["seconds"].items():
+            curve = case["results"][name].get("log_loss_curve", [])
+            rows.append(
+                [
+                    name,
+                    "not reached" if seconds is None else fmt_seconds(seconds),
+                    "-" if found["epochs"][name] is None else str(found["epochs"][name]),
+                    fmt_float(
+                        min(
+                            (p["log_loss"] for p in curve if p["log_loss"] is not None),
+                            default=None,
+                        )
+                    ),
+                    fmt_ratio(case["ratios"].get(f"gpu_vs_{name}_to_target")),
+                ]
+            )
+        lines.append(
+            markdown_table(
+                ["competitor", "time to target", "epochs", "best log loss", "vs sk_gpusgd GPU"],
+                rows,
+            )
+        )
+    return lines
 
 
 def summarise_targets(cases: list[dict]) -> dict:
@@ -898,6 +1119,19 @@ def parse_args(argv=None):
         action="store_false",
         help="run every competitor at --eta0 instead of its own best eta0 of the grid",
     )
+    parser.add_argument(
+        "--no-time-to-target",
+        dest="time_to_target",
+        action="store_false",
+        help="with --loss log_loss, skip the fits of fewer epochs that time each competitor "
+        "to the target held-out log loss",
+    )
+    parser.add_argument(
+        "--target-log-loss",
+        type=float,
+        help="the target held-out log loss (default: the best final one of any competitor "
+        f"+ {TARGET_SLACK:.0%})",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--competitors",
@@ -919,6 +1153,11 @@ def parse_args(argv=None):
         help="'auto': CUDA when torch.cuda.is_available() (not with --quick / --no-gpu)",
     )
     parser.add_argument("--output-prefix", default="bench", help="result file name prefix")
+    parser.add_argument(
+        "--fail-on-error",
+        action="store_true",
+        help="exit with status 1 when a competitor raised (it is recorded and the run goes on)",
+    )
     args = parser.parse_args(argv)
     if args.epochs is None:
         args.epochs = 3
@@ -942,6 +1181,51 @@ def main(argv=None) -> int:
     if cupy is not None:
         bandwidth["gpu_gb_s"] = gpu_copy_bandwidth(cupy) / 1e9
     print("copy bandwidth GB/s:", {k: round(v, 1) for k, v in bandwidth.items()}, flush=True)
+
+    versions_found = versions()
+
+    def save(case_records: list[dict], cuml_status, finished: bool) -> None:
+        payload = {
+            "benchmark": "bench",
+            "date": date,
+            "timestamp": now_iso(),
+            "command": " ".join(["python", "benchmarks/bench.py", *(argv or sys.argv[1:])]),
+            "device": info,
+            "versions": versions_found,
+            "settings": {
+                "quick": args.quick,
+                "epochs": args.epochs,
+                "repeats": args.repeats,
+                "loss": args.loss,
+                "alpha": args.alpha,
+                "eta0": args.eta0,
+                "regression_eta0": "min(eta0, 0.5 / d)",
+                "tune": args.tune,
+                "eta0_grid": list(ETA0_GRID),
+                "snapml_alpha_grid": list(SNAPML_ALPHA_GRID),
+                "tune_rows": TUNE_ROWS,
+                "time_to_target": args.time_to_target,
+                "target_log_loss": args.target_log_loss,
+                "seed": args.seed,
+                "competitors": competitors,
+                "cpu_max_elements": args.cpu_max_elements,
+            },
+            "bandwidth": bandwidth,
+            "target_text": TARGET_TEXT,
+            "cases": case_records,
+            "target_summary": summarise_targets(case_records),
+            "cuml_status": cuml_status,
+            "finished": finished,
+            "total_seconds": time.perf_counter() - started,
+        }
+        markdown = markdown_report(payload)
+        slug = device_slug(info)
+        if finished:
+            save_report(args.output_prefix, slug, date, args.quick, payload, markdown, started)
+        else:  # quietly, after every competitor
+            json_path, md_path = result_paths(args.output_prefix, slug, date, args.quick)
+            write_json(json_path, payload)
+            write_text(md_path, markdown)
 
     ram = info["cpu"]["ram_bytes"]
     gpu_memory = info["gpu"]["memory_bytes"] if info.get("gpu") else None
@@ -996,6 +1280,7 @@ def main(argv=None) -> int:
             "sklearn": lambda ds, h, a, case=case: run_sklearn(ds, case, h, a),
             "torch": lambda ds, h, a, case=case: run_torch(ds, case, h, a, cupy),
             "torch-graph": lambda ds, h, a, case=case: run_torch_graph(ds, case, h, a, cupy),
+            "snapml": lambda ds, h, a, case=case: run_snapml(ds, case, h, a, cupy),
             "cuml": lambda ds, h, a, case=case: run_cuml(ds, case, h, a, cupy),
         }
         for name in competitors:
@@ -1015,11 +1300,16 @@ def main(argv=None) -> int:
                 else:
                     run = runners[name]
                     own_hp, grid_scores = hp, None
-                    if args.tune:
-                        best, grid_scores = tuned_eta0(run, dataset, case, hp, args)
-                        own_hp = dict(hp, eta0=best)
+                    key, grid = (
+                        ("alpha", SNAPML_ALPHA_GRID) if name == "snapml" else ("eta0", ETA0_GRID)
+                    )
+                    if args.tune and not (name == "snapml" and not measures_log_loss(case, hp)):
+                        best, grid_scores = tuned_eta0(run, dataset, case, hp, args, key, grid)
+                        own_hp = dict(hp, **{key: best})
                     rec = dict(run(dataset, own_hp, args))
-                    if rec.get("status", "ok") == "ok":
+                    if rec.get("status", "ok") == "ok" and name == "snapml":
+                        rec.update(alpha=own_hp["alpha"], alpha_grid_scores=grid_scores)
+                    elif rec.get("status", "ok") == "ok":
                         rec.update(eta0=own_hp["eta0"], eta0_grid_scores=grid_scores)
                     if name == "sklearn":
                         sklearn_cache[case.data_key] = rec
@@ -1040,50 +1330,80 @@ def main(argv=None) -> int:
                 f"  {case.name:<36} {name:<14} "
                 + (
                     f"{fmt_seconds(spe):>10}/epoch  score {fmt_float(rec.get('score'))}"
+                    + (
+                        f"  log loss {fmt_float(rec['log_loss'])}"
+                        if rec.get("log_loss") is not None
+                        else ""
+                    )
                     if spe is not None
                     else rec["status"] + (f" ({rec.get('reason')})" if rec.get("reason") else "")
                 )
                 + f"  [{time.perf_counter() - t0:.1f} s]",
                 flush=True,
             )
-        ratios, targets = analyse(case, results)
-        record.update(results=results, ratios=ratios, targets=targets)
+            # after every competitor, the results so far (a run cut short keeps them)
+            ratios, targets = analyse(case, results)
+            to_target = time_to_target(results, args.target_log_loss)
+            if to_target is not None:
+                ratios.update(to_target.pop("ratios"))
+            record.update(results=results, ratios=ratios, targets=targets)
+            record["time_to_target"] = to_target
+            save(case_records + [record], cuml_status, finished=False)
+        if "results" not in record:  # no competitor selected
+            record.update(results=results, ratios={}, targets={}, time_to_target=None)
         case_records.append(record)
     if dataset is not None:
         dataset.release(cupy)
-
-    payload = {
-        "benchmark": "bench",
-        "date": date,
-        "timestamp": now_iso(),
-        "command": " ".join(["python", "benchmarks/bench.py", *(argv or sys.argv[1:])]),
-        "device": info,
-        "versions": versions(),
-        "settings": {
-            "quick": args.quick,
-            "epochs": args.epochs,
-            "repeats": args.repeats,
-            "loss": args.loss,
-            "alpha": args.alpha,
-            "eta0": args.eta0,
-            "regression_eta0": "min(eta0, 0.5 / d)",
-            "tune": args.tune,
-            "eta0_grid": list(ETA0_GRID),
-            "tune_rows": TUNE_ROWS,
-            "seed": args.seed,
-            "competitors": competitors,
-            "cpu_max_elements": args.cpu_max_elements,
-        },
-        "bandwidth": bandwidth,
-        "target_text": TARGET_TEXT,
-        "cases": case_records,
-        "target_summary": summarise_targets(case_records),
-        "cuml_status": cuml_status,
-        "total_seconds": time.perf_counter() - started,
-    }
-    markdown = markdown_report(payload)
-    save_report(args.output_prefix, device_slug(info), date, args.quick, payload, markdown, started)
+    save(case_records, cuml_status, finished=True)
+    errors = [
+        f"{case['name']} {name}: {rec.get('reason')}"
+        for case in case_records
+        for name, rec in case.get("results", {}).items()
+        if rec.get("status") == "error"
+    ]
+    if errors and args.fail_on_error:
+        print("competitors that raised:", *errors, sep="\n  ", file=sys.stderr)
+        return 1
     return 0
+
+
+def time_to_target(results: dict, target: float | None) -> dict | None:
+    """Each competitor's seconds to a held-out log loss at most ``target``, and the ratios.
+
+    The default target is the best final held-out log loss of any competitor plus
+    ``TARGET_SLACK`` of it. A competitor's time is that of its shortest fit (fresh fits
+    of 1, 2, ... epochs) whose log loss is at most the target; None when none is.
+    """
+    curves = {
+        name: rec["log_loss_curve"]
+        for name, rec in results.items()
+        if rec.get("status", "ok") == "ok" and rec.get("log_loss_curve")
+    }
+    finals = [c[-1]["log_loss"] for c in curves.values() if c[-1]["log_loss"] is not None]
+    if not finals:
+        return None
+    rule = "--target-log-loss"
+    if target is None:
+        target = min(finals) * (1.0 + TARGET_SLACK)
+        rule = f"best final held-out log loss of any competitor + {TARGET_SLACK:.0%}"
+    seconds, epochs = {}, {}
+    for name, curve in curves.items():
+        reached = [p for p in curve if p["log_loss"] is not None and p["log_loss"] <= target]
+        seconds[name] = min((p["seconds"] for p in reached), default=None)
+        epochs[name] = min((p["epochs"] for p in reached), default=None)
+    gpu = seconds.get("sk_gpusgd-gpu")
+    ratios = {
+        f"gpu_vs_{name}_to_target": ratio(value, gpu)
+        for name, value in seconds.items()
+        if name != "sk_gpusgd-gpu"
+    }
+    return {
+        "target_log_loss": target,
+        "rule": rule,
+        "seconds": seconds,
+        "epochs": epochs,
+        "ratios": ratios,
+    }
 
 
 if __name__ == "__main__":
