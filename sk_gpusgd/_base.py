@@ -361,7 +361,9 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
             loss = make_loss(self.loss, float(self.epsilon), multinomial=self._multinomial)
             weights = options["sample_weight"]
             magnitudes = input_magnitudes(X, weights, getattr(self, "class_weight", None))
-            raise DivergenceError(divergence_message(self, loss, magnitudes)) from error
+            epoch = getattr(error, "epoch", None)
+            message = divergence_message(self, loss, magnitudes, epoch)
+            raise DivergenceError(message, epoch=epoch) from error
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(before)

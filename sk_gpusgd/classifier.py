@@ -380,10 +380,13 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         """
         self._more_validate_params(for_partial_fit=True)
         if self.class_weight == "balanced":
+            # scikit-learn 1.9's words
             raise ValueError(
                 "class_weight 'balanced' is not supported for partial_fit. In order "
                 "to use 'balanced' weights, use compute_class_weight('balanced', "
-                "classes=classes, y=y) and pass the resulting weights as the "
+                "classes=classes, y=y). In place of y you can use a large enough "
+                "sample of the full training set target to properly estimate the "
+                "class frequency distributions. Pass the resulting weights as the "
                 "class_weight parameter."
             )
         return self._fit(
