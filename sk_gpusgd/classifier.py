@@ -18,7 +18,7 @@ from sklearn.utils.multiclass import (
 from ._backend import is_device_array, namespace_of, to_namespace
 from ._base import DEFAULT_BATCH_SIZE, BaseSGD, _device_of
 from ._lazy_dask import chunkwise_on_dask
-from ._losses import CLASSIFICATION_LOSSES, REGRESSION_LOSSES
+from ._losses import CLASSIFICATION_LOSSES, LOSS_FUNCTIONS, REGRESSION_LOSSES
 from ._validation import dtype_name
 
 
@@ -276,6 +276,8 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         "class_weight": [StrOptions({"balanced"}), dict, None],
         "multi_class": [StrOptions({"ovr", "multinomial"})],
     }
+    # scikit-learn's attribute: the losses by name, with their class and arguments
+    loss_functions = dict(LOSS_FUNCTIONS)
     _is_classifier_estimator = True
     _passive_aggressive_loss = "hinge"
 

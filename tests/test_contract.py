@@ -423,3 +423,15 @@ def test_balanced_partial_fit_error_is_sklearns(estimator_class, classification)
     X, y = classification
     with pytest.raises(ValueError, match=SKLEARN_BALANCED_PARTIAL_FIT):
         estimator_class(class_weight="balanced").partial_fit(X, y, classes=np.unique(y))
+
+
+@pytest.mark.parametrize(
+    "ours, theirs", [(GPUSGDClassifier, SGDClassifier), (GPUSGDRegressor, SGDRegressor)]
+)
+def test_loss_functions_lists_sklearns_losses(ours, theirs):
+    """``loss_functions``: scikit-learn's names, with epsilon's default where it has one."""
+    assert list(ours.loss_functions) == list(theirs.loss_functions)
+    for name, (loss_class, *arguments) in ours.loss_functions.items():
+        # the same default arguments (our squared hinge has no threshold argument)
+        assert arguments == list(theirs.loss_functions[name][1 : 1 + len(arguments)]), name
+        assert type(make_loss(name, 0.1)) is loss_class
