@@ -41,4 +41,4 @@ def pytest_collection_modifyitems(config, items):
             continue
         gap = module.known_gap(item.name)
         if gap is not None:
-            item.add_marker(pytest.mark.xfail(reason=gap, strict=True))
+            item.add_marker(pytest.mark.xfail(reason=gap, strict=module.STRICT))

@@ -37,6 +37,10 @@ from sk_gpusgd import GPUSGDClassifier, GPUSGDRegressor
 
 SUITE = Path(sklearn.__file__).parent / "linear_model" / "tests" / "test_sgd.py"
 MODULE_NAME = "sk_gpusgd_sklearn_test_sgd"
+# the lists below describe this version's test_sgd.py: with it, a gap that closes
+# fails (strict xfail) until its entry goes; with another, the xfails are not strict
+LISTED_FOR = "1.9."
+STRICT = sklearn.__version__.startswith(LISTED_FOR)
 
 ONE_CLASS = "tests scikit-learn's SGDOneClassSVM, which sk_gpusgd does not provide"
 CYTHON_LOSS = "tests a Cython loss object of scikit-learn's private _sgd_fast module"
@@ -202,6 +206,8 @@ def test_every_exclusion_and_gap_names_a_collected_test(request):
     """
     if not SUITE.exists():
         pytest.skip("scikit-learn's tests are not installed")
+    if not STRICT:
+        pytest.skip(f"the lists describe scikit-learn {LISTED_FOR}x, not {sklearn.__version__}")
     names = [item.name for item in request.session.items if item.module.__name__ == __name__]
     if not any(name.startswith("test_sgd_proba") for name in names):
         pytest.skip("only part of scikit-learn's suite was selected")
