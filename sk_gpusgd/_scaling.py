@@ -192,14 +192,14 @@ def _sampled_second_moment(X, intercept: float, mean=None, inv_scale=None):
 
 
 def sampled_csr_rows(X, stride: int):
-    """The CSR rows ``0, stride, 2 stride, ...`` of sparse X over the columns they touch.
+    """The CSR rows ``0, stride, 2 stride, ...`` of sparse X, over the columns they touch.
 
-    A host SciPy CSR matrix with int32 column indices (in X's order) into the sample's
-    distinct columns, numbered in X's order, and X's values (float32 stays float32):
-    the same matrix whatever columns X has besides, so that a fit's
-    statistics do not depend on the width of a hashing space, and built from
-    the sample's non-zeros alone (O(n_features) only while n_features is
-    below their number).
+    A host SciPy CSR matrix with X's values (float32 stays float32) and int32
+    column indices numbering the sample's distinct columns in X's order. It is
+    the same matrix whatever other columns X has, so the statistics do not
+    depend on the width of a hashing space, and it is built from the sample's
+    non-zeros (a table of X's columns only while there are fewer columns than
+    sampled non-zeros). A copy of the sampled rows, at most ``SAMPLE_ROWS``.
     """
     import scipy.sparse as sp
 
