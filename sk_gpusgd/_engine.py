@@ -196,6 +196,15 @@ class DivergenceError(ValueError):
         self.epoch = epoch
 
 
+def overflow_message(epoch: int | None) -> str:
+    """scikit-learn's words for weights that left the float range, which its users grep for."""
+    where = f" at epoch #{epoch}" if epoch is not None else ""
+    return (
+        f"Floating-point under-/overflow occurred{where}. Scaling input data with "
+        "StandardScaler or MinMaxScaler might help."
+    )
+
+
 def batch_weights(xp, targets, sample_weight, data: TrainingData):
     """Per-sample (and per-class) weights of a batch, or None when all are one."""
     weights = None
@@ -684,9 +693,8 @@ def close_epoch(
     report.n_epochs = epoch
     if not finite:
         raise DivergenceError(
-            f"Floating-point under-/overflow occurred at epoch #{epoch}. Scaling input "
-            "data with StandardScaler or MinMaxScaler might help. The weights overflowed "
-            f"to inf/NaN: the learning rate (learning_rate={config.schedule.kind!r}, "
+            f"{overflow_message(epoch)} The weights overflowed to inf/NaN: the "
+            f"learning rate (learning_rate={config.schedule.kind!r}, "
             f"eta0={config.schedule.eta0}) is too large for this data. Lower "
             "eta0, choose a decaying learning_rate, or scale X (e.g. with "
             "StandardScaler).",

@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.utils._param_validation import validate_parameter_constraints
 
 from ._backend import is_sparse, to_namespace
+from ._engine import overflow_message
 from ._schedules import make_schedule
 
 # the parameters each live estimator last passed the checks with; kept beside the
@@ -93,15 +94,6 @@ def warn_deprecated_parameters(estimator) -> None:
             FutureWarning,
             stacklevel=3,
         )
-
-
-def overflow_message(epoch: int | None) -> str:
-    """scikit-learn's words for weights that left the float range, which its users grep for."""
-    where = f" at epoch #{epoch}" if epoch is not None else ""
-    return (
-        f"Floating-point under-/overflow occurred{where}. Scaling input data with "
-        "StandardScaler or MinMaxScaler might help."
-    )
 
 
 def divergence_message(estimator, loss, magnitudes: dict, epoch: int | None = None) -> str:
