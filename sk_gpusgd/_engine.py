@@ -189,7 +189,20 @@ class RunReport:
 
 
 class DivergenceError(ValueError):
-    """The weights overflowed to inf or NaN."""
+    """The weights overflowed to inf or NaN; ``epoch``: in which epoch (from 1), when known."""
+
+    def __init__(self, message: str, epoch: int | None = None):
+        super().__init__(message)
+        self.epoch = epoch
+
+
+def overflow_message(epoch: int | None) -> str:
+    """scikit-learn's words for weights that left the float range, which its users grep for."""
+    where = f" at epoch #{epoch}" if epoch is not None else ""
+    return (
+        f"Floating-point under-/overflow occurred{where}. Scaling input data with "
+        "StandardScaler or MinMaxScaler might help."
+    )
 
 
 def batch_weights(xp, targets, sample_weight, data: TrainingData):
@@ -618,21 +631,26 @@ def run(
     progress = FitProgress(config.verbose, max_epochs, n_samples)
     with np.errstate(all="ignore"):
         for _ in range(max_epochs):
-            order = next_permutation(n_samples) if config.shuffle else None
-            totals = epoch_runner(xp, state, data, config, order, frozen)
-            frozen.restore(xp, state)
-            mean_loss, objective, finite = _epoch_summary(xp, state, totals, n_samples)
-            outcome = close_epoch(
-                xp,
-                state,
-                config,
-                report,
-                progress,
-                rule,
-                (mean_loss, objective, finite),
-                validation_score,
-                use_stopping_rule,
-            )
+            epoch = report.n_epochs + 1
+            try:
+                order = next_permutation(n_samples) if config.shuffle else None
+                totals = epoch_runner(xp, state, data, config, order, frozen)
+                frozen.restore(xp, state)
+                mean_loss, objective, finite = _epoch_summary(xp, state, totals, n_samples)
+                outcome = close_epoch(
+                    xp,
+                    state,
+                    config,
+                    report,
+                    progress,
+                    rule,
+                    (mean_loss, objective, finite),
+                    validation_score,
+                    use_stopping_rule,
+                )
+            except ArithmeticError as error:
+                # Python float arithmetic of a schedule raises where C would give inf
+                raise DivergenceError(str(error), epoch=epoch) from error
             if outcome.converged:
                 break
             if outcome.froze:
@@ -675,11 +693,12 @@ def close_epoch(
     report.n_epochs = epoch
     if not finite:
         raise DivergenceError(
-            f"The weights overflowed to inf/NaN at epoch {epoch}: the "
+            f"{overflow_message(epoch)} The weights overflowed to inf/NaN: the "
             f"learning rate (learning_rate={config.schedule.kind!r}, "
             f"eta0={config.schedule.eta0}) is too large for this data. Lower "
             "eta0, choose a decaying learning_rate, or scale X (e.g. with "
-            "StandardScaler)."
+            "StandardScaler).",
+            epoch=epoch,
         )
     report.loss_curve.append(float(mean_loss.sum()))
     score = validation_score(state) if validation_score is not None else None
