@@ -284,7 +284,9 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
             loss = make_loss(self.loss, float(self.epsilon), multinomial=self._multinomial)
             weights = options["sample_weight"]
             magnitudes = input_magnitudes(X, weights, getattr(self, "class_weight", None))
-            raise DivergenceError(divergence_message(self, loss, magnitudes)) from error
+            epoch = getattr(error, "epoch", None)
+            message = divergence_message(self, loss, magnitudes, epoch)
+            raise DivergenceError(message, epoch=epoch) from error
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(before)
@@ -487,11 +489,20 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
         published = getattr(self, "_published_weights", None)
         if published is None:
             return False
-        for current, stored in zip((self.coef_, self.intercept_), published, strict=True):
-            current = np.asarray(to_namespace(current, np))
-            if current.shape != stored.shape or not np.array_equal(current, stored):
-                return True
-        return False
+        coef_shape, stored_intercept = published
+        intercept = np.asarray(to_namespace(self.intercept_, np))
+        if intercept.shape != stored_intercept.shape or not np.array_equal(
+            intercept, stored_intercept
+        ):
+            return True
+        current = np.asarray(to_namespace(self.coef_, np))
+        if current.shape != coef_shape:
+            return True
+        # what was published: the state's model coefficients, an elementwise product of
+        # its arrays (the same on every device), so recomputed here rather than kept
+        fitted, _ = self._state.model_weights()
+        fitted = np.asarray(to_namespace(fitted, np))
+        return not np.array_equal(current, np.reshape(fitted.T, coef_shape))
 
     def _checked_init(self, xp, value, shape, dtype, name, like):
         """A user's ``coef_init`` / ``intercept_init`` in the internal layout, checked."""
@@ -575,9 +586,12 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
         self.coef_, self.intercept_ = self._coef_from_weights(
             to_namespace(coef, out_xp), to_namespace(intercept, out_xp)
         )
-        # what was published, to notice a user's later edit (in place or by assignment)
-        self._published_weights = tuple(
-            np.array(to_namespace(value, np), copy=True) for value in (self.coef_, self.intercept_)
+        # what was published, to notice a user's later edit (in place or by assignment):
+        # coef_'s shape and the intercept; the coefficients are not copied once more (on
+        # hashed features they are the fit's largest array) but recomputed from the state
+        self._published_weights = (
+            tuple(self.coef_.shape),
+            np.array(to_namespace(self.intercept_, np), copy=True),
         )
         self.n_iter_ = report.n_epochs
         self.t_ = float(state.samples_seen + 1)

@@ -19,6 +19,7 @@ from sklearn.utils._param_validation import validate_parameter_constraints
 
 from ._backend import is_sparse, to_namespace
 from ._core.schedules import make_schedule
+from ._core.types import overflow_message
 
 # the parameters each live estimator last passed the checks with; kept beside the
 # estimator, not in it, so that a call that fails later leaves its attributes as they were
@@ -95,17 +96,18 @@ def warn_deprecated_parameters(estimator) -> None:
         )
 
 
-def divergence_message(estimator, loss, magnitudes: dict) -> str:
+def divergence_message(estimator, loss, magnitudes: dict, epoch: int | None = None) -> str:
     """Why the weights left the float range, naming the parameter that most likely did it.
 
-    Checked in order: a coupled decay that alone overshoots (``weight_decay``,
-    ``alpha``; only through momentum, since without it the shrink is clamped at
-    zero as in scikit-learn), a growing 'invscaling' rate (negative
-    ``power_t``), inputs far outside any scaled range (``magnitudes``: the
-    largest absolute value of ``X``, ``sample_weight``, ``class_weight``), then
-    the learning rate.
+    scikit-learn's message first (:func:`overflow_message`, with the epoch
+    where known), then ours. Checked in order: a coupled decay that alone
+    overshoots (``weight_decay``, ``alpha``; only through momentum, since
+    without it the shrink is clamped at zero as in scikit-learn), a growing
+    'invscaling' rate (negative ``power_t``), inputs far outside any scaled
+    range (``magnitudes``: the largest absolute value of ``X``,
+    ``sample_weight``, ``class_weight``), then the learning rate.
     """
-    start = "The weights overflowed to inf/NaN: "
+    start = overflow_message(epoch) + " The weights overflowed to inf/NaN: "
     rate = _first_learning_rate(estimator, loss)
     l2_share = {"l2": 1.0, "elasticnet": 1.0 - (estimator.l1_ratio or 0.0)}
     through_momentum = estimator.momentum > 0

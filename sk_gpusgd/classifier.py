@@ -17,7 +17,7 @@ from sklearn.utils.multiclass import (
 
 from ._backend import dtype_name, is_device_array, namespace_of, to_namespace
 from ._base import DEFAULT_BATCH_SIZE, BaseSGD, _device_of
-from ._core.losses import CLASSIFICATION_LOSSES, REGRESSION_LOSSES
+from ._core.losses import CLASSIFICATION_LOSSES, LOSS_FUNCTIONS, REGRESSION_LOSSES
 from ._lazy_dask import chunkwise_on_dask
 
 
@@ -275,6 +275,8 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         "class_weight": [StrOptions({"balanced"}), dict, None],
         "multi_class": [StrOptions({"ovr", "multinomial"})],
     }
+    # scikit-learn's attribute: the losses by name, with their class and arguments
+    loss_functions = dict(LOSS_FUNCTIONS)
     _is_classifier_estimator = True
     _passive_aggressive_loss = "hinge"
 
@@ -379,10 +381,13 @@ class GPUSGDClassifier(ClassifierMixin, BaseSGD):
         """
         self._more_validate_params(for_partial_fit=True)
         if self.class_weight == "balanced":
+            # scikit-learn 1.9's words
             raise ValueError(
                 "class_weight 'balanced' is not supported for partial_fit. In order "
                 "to use 'balanced' weights, use compute_class_weight('balanced', "
-                "classes=classes, y=y) and pass the resulting weights as the "
+                "classes=classes, y=y). In place of y you can use a large enough "
+                "sample of the full training set target to properly estimate the "
+                "class frequency distributions. Pass the resulting weights as the "
                 "class_weight parameter."
             )
         return self._fit(

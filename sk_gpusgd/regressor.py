@@ -8,7 +8,7 @@ from sklearn.utils._param_validation import StrOptions
 
 from ._backend import namespace_of, to_namespace
 from ._base import DEFAULT_BATCH_SIZE, BaseSGD
-from ._core.losses import REGRESSION_LOSSES
+from ._core.losses import LOSS_FUNCTIONS, REGRESSION_LOSSES
 from ._lazy_dask import chunkwise_on_dask
 from ._validation import check_in_float32_range
 
@@ -129,6 +129,8 @@ scale_learning_rate, preconditioner, device
         **BaseSGD._parameter_constraints,
         "loss": [StrOptions(set(REGRESSION_LOSSES))],
     }
+    # scikit-learn's attribute: the losses by name, with their class and arguments
+    loss_functions = {name: LOSS_FUNCTIONS[name] for name in REGRESSION_LOSSES}
     _is_classifier_estimator = False
     _coef_is_vector = True
     _passive_aggressive_loss = "epsilon_insensitive"

@@ -23,3 +23,18 @@ def engine_inputs(monkeypatch):
 
     monkeypatch.setattr(sk_gpusgd._base, "train", recording_train)
     return seen
+
+
+def pytest_collection_modifyitems(config, items):
+    """scikit-learn's suite (test_sklearn_suite.py): skip what does not apply, xfail the gaps."""
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is None or not module.__name__.endswith("test_sklearn_suite"):
+            continue
+        reason = module.reason_not_applicable(item.name)
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=f"not applicable: {reason}"))
+            continue
+        gap = module.known_gap(item.name)
+        if gap is not None:
+            item.add_marker(pytest.mark.xfail(reason=gap, strict=module.STRICT))

@@ -398,6 +398,57 @@ def test_batch_statistics_are_the_same_with_and_without_the_extension(monkeypatc
     assert compiled.top_eigenvalue == pytest.approx(reference.top_eigenvalue, rel=1e-6)
 
 
+def _widened(X, width, seed=0):
+    """X's rows in ``width`` columns: X's columns scattered in order, the rest empty."""
+    rng = np.random.RandomState(seed)
+    candidates = np.unique(rng.randint(0, width, size=4 * X.shape[1]))
+    places = np.sort(rng.choice(candidates, X.shape[1], replace=False))
+    return sp.csr_matrix(
+        (X.data, places[X.indices].astype(np.int32), X.indptr), shape=(X.shape[0], width)
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("extension", [True, False])
+def test_batch_statistics_of_sparse_rows_ignore_the_empty_columns(monkeypatch, dtype, extension):
+    """The statistics of X and of X spread over 2^24 columns (hashed-text widths) are equal.
+
+    The power iteration runs over the sampled rows' columns only, so the width
+    of X neither changes the statistics nor costs anything.
+    """
+    from sk_gpusgd._core.scaling import SAMPLE_ROWS, measure_scaling, sampled_csr_rows
+
+    in_place = _compiled.sampled_second_moment if extension else None
+    X = sp.random(3 * SAMPLE_ROWS, 500, density=0.02, format="csr", random_state=0, dtype=dtype)
+    X.data[X.indices == 7] = 0.0  # a column no sampled row touches
+    X.eliminate_zeros()
+    wide = _widened(X, 2**24)
+    for fit_intercept in (True, False):
+        options = dict(intercept_scale=0.01, second_moment=in_place)
+        assert measure_scaling(X, fit_intercept, **options) == measure_scaling(
+            wide, fit_intercept, **options
+        )
+    narrow, compressed = sampled_csr_rows(X, 3), sampled_csr_rows(wide, 3)
+    assert compressed.shape == narrow.shape == (SAMPLE_ROWS, 499)
+    assert compressed.dtype == dtype and compressed.indices.dtype == np.int32
+    assert (compressed != narrow).nnz == 0
+    touched = np.flatnonzero(np.diff(X[::3].tocsc().indptr))
+    assert (narrow != X[::3][:, touched]).nnz == 0
+
+
+def test_batch_statistics_cost_the_sampled_non_zeros_not_the_width():
+    """2^31 - 1 columns: a vector over them would take 16 GiB; the sample has 2000 non-zeros."""
+    from sk_gpusgd._core.scaling import measure_scaling
+
+    X, _ = _sparse_problem()
+    narrow = sp.csr_matrix(X[:200])
+    wide = _widened(narrow, 2**31 - 1)
+    in_place = _compiled.sampled_second_moment
+    assert measure_scaling(wide, True, second_moment=in_place) == measure_scaling(
+        narrow, True, second_moment=in_place
+    )
+
+
 def test_a_fit_prepares_the_fixed_inputs_of_its_epochs_once(monkeypatch):
     """X's arrays (an int64 copy of CSR row pointers), targets and config: once a fit."""
     built = []

@@ -366,3 +366,72 @@ def test_cuda_without_a_gpu_is_a_value_error(classification):
     X, y = classification
     with pytest.raises(ValueError, match="device='cuda'"):
         GPUSGDClassifier(device="cuda", **QUICK).fit(X, y)
+
+
+# scikit-learn 1.9's messages, as its own tests match them
+SKLEARN_OVERFLOW = (
+    r"Floating-point under-/overflow occurred at epoch #.*"
+    " Scaling input data with StandardScaler or MinMaxScaler"
+    " might help."
+)
+SKLEARN_BALANCED_PARTIAL_FIT = (
+    r"class_weight 'balanced' is not supported for "
+    r"partial_fit\. In order to use 'balanced' weights, "
+    r"use compute_class_weight\('balanced', classes=classes, y=y\). "
+    r"In place of y you can use a large enough sample "
+    r"of the full training set target to properly "
+    r"estimate the class frequency distributions\. "
+    r"Pass the resulting weights as the class_weight "
+    r"parameter\."
+)
+
+
+@pytest.mark.parametrize("estimator_class", [SGDClassifier, GPUSGDClassifier])
+def test_overflow_starts_with_sklearns_words(estimator_class):
+    """Hugely unscaled features overflow the weights: scikit-learn's message, then ours."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(100, 10))
+    X[:, :2] *= 1e300
+    y = (rng.normal(size=100) > 0).astype(np.int32)
+    model = estimator_class(alpha=0.1, loss="squared_hinge", max_iter=500)
+    with pytest.raises(ValueError, match=SKLEARN_OVERFLOW) as raised:
+        model.fit(X, y)
+    if estimator_class is GPUSGDClassifier:
+        message = str(raised.value)
+        assert message.startswith("Floating-point under-/overflow occurred at epoch #1. ")
+        assert "X holds values up to" in message  # ours: the cause
+
+
+def test_overflow_message_names_the_epoch_it_happened_in():
+    """A rate that grows each step overflows in a later epoch; the message names it."""
+    X, y = make_regression(n_samples=50, n_features=3, random_state=0)
+    # t**100 leaves the float range once t passes about 1200: 50 rows an epoch, a later epoch
+    model = GPUSGDRegressor(
+        learning_rate="invscaling", eta0=1e-300, power_t=-100.0, penalty=None, tol=None
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # negative power_t
+        with pytest.raises(ValueError, match=SKLEARN_OVERFLOW) as raised:
+            model.fit(X / X.std(axis=0), y / y.std())
+    epoch = int(re.search("at epoch #([0-9]+)", str(raised.value)).group(1))
+    assert epoch > 20 and raised.value.epoch == epoch
+    assert "power_t=-100.0 makes the 'invscaling' rate" in str(raised.value)
+
+
+@pytest.mark.parametrize("estimator_class", [SGDClassifier, GPUSGDClassifier])
+def test_balanced_partial_fit_error_is_sklearns(estimator_class, classification):
+    X, y = classification
+    with pytest.raises(ValueError, match=SKLEARN_BALANCED_PARTIAL_FIT):
+        estimator_class(class_weight="balanced").partial_fit(X, y, classes=np.unique(y))
+
+
+@pytest.mark.parametrize(
+    "ours, theirs", [(GPUSGDClassifier, SGDClassifier), (GPUSGDRegressor, SGDRegressor)]
+)
+def test_loss_functions_lists_sklearns_losses(ours, theirs):
+    """``loss_functions``: scikit-learn's names, with epsilon's default where it has one."""
+    assert list(ours.loss_functions) == list(theirs.loss_functions)
+    for name, (loss_class, *arguments) in ours.loss_functions.items():
+        # the same default arguments (our squared hinge has no threshold argument)
+        assert arguments == list(theirs.loss_functions[name][1 : 1 + len(arguments)]), name
+        assert type(make_loss(name, 0.1)) is loss_class

@@ -283,6 +283,26 @@ def test_partial_fit_and_warm_start_continue_from_a_user_set_coef(iris, estimato
     np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("estimator_class", [GPUSGDClassifier, GPUSGDRegressor])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_an_in_place_edit_of_coef_counts_as_an_assignment(iris, estimator_class, sparse):
+    """partial_fit notices coef_ changed in place (dense X: preconditioned weights)."""
+    import scipy.sparse as sp
+
+    X, y = iris
+    X = sp.csr_matrix(X) if sparse else X
+    extra = {"classes": np.unique(y)} if estimator_class is GPUSGDClassifier else {}
+    models = [estimator_class(random_state=0).partial_fit(X, y, **extra) for _ in range(3)]
+    edited, assigned, untouched = models
+    edited.coef_ *= 0.5
+    assigned.coef_ = assigned.coef_ * 0.5
+    for model in models:
+        model.partial_fit(X, y)
+    np.testing.assert_array_equal(edited.coef_, assigned.coef_)
+    np.testing.assert_array_equal(edited.intercept_, assigned.intercept_)
+    assert not np.array_equal(edited.coef_, untouched.coef_)
+
+
 @pytest.mark.parametrize("continue_with", ["partial_fit", "warm_start"])
 def test_dtype_never_drifts(iris, continue_with):
     X, y = iris

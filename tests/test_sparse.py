@@ -416,3 +416,33 @@ def test_sparse_result_does_not_depend_on_absent_features(wide_problem, options)
 @pytest.mark.parametrize("estimator", [GPUSGDClassifier(), GPUSGDRegressor()])
 def test_tags_declare_sparse_support(estimator):
     assert get_tags(estimator).input_tags.sparse
+
+
+@pytest.mark.parametrize("estimator_class", [GPUSGDClassifier, GPUSGDRegressor])
+def test_a_wide_sparse_fit_allocates_the_weights_and_coef_only(estimator_class):
+    """2^22 hashed columns, 20 non-zeros a row: at most two arrays of n_features values.
+
+    The weights and ``coef_`` at the peak: the check for a user's later edit of
+    ``coef_`` keeps no copy of it. (The batch statistics, which run before the
+    weights exist, never hold a vector of n_features values either: see
+    test_compiled.py's 2^31-column test.)
+    """
+    import tracemalloc
+
+    rng = np.random.RandomState(0)
+    n_features = 2**22
+    columns = np.sort(rng.randint(0, n_features, size=(2000, 20)), axis=1)
+    X = sp.csr_matrix(
+        (rng.normal(size=40000), columns.ravel().astype(np.int32), np.arange(2001) * 20),
+        shape=(2000, n_features),
+    )
+    y = rng.randint(0, 2, 2000)
+    model = estimator_class(max_iter=2, tol=None, random_state=0)
+    tracemalloc.start()
+    try:
+        model.fit(X, y)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    weights_bytes = 8 * n_features
+    assert peak < 2.25 * weights_bytes, peak / weights_bytes

@@ -199,19 +199,27 @@ REGRESSION_LOSSES = (
 )
 
 
+# scikit-learn's table of the losses (``SGDClassifier.loss_functions``): each name's
+# class and default arguments; the epsilon of the last three is the estimator's
+LOSS_FUNCTIONS = {
+    "hinge": (Hinge, 1.0),
+    "squared_hinge": (SquaredHinge,),
+    "perceptron": (Hinge, 0.0),
+    "log_loss": (LogLoss,),
+    "modified_huber": (ModifiedHuber,),
+    "squared_error": (SquaredError,),
+    "huber": (Huber, 0.1),
+    "epsilon_insensitive": (EpsilonInsensitive, 0.1),
+    "squared_epsilon_insensitive": (SquaredEpsilonInsensitive, 0.1),
+}
+EPSILON_LOSSES = ("huber", "epsilon_insensitive", "squared_epsilon_insensitive")
+
+
 def make_loss(name: str, epsilon: float, multinomial: bool = False) -> Loss:
     """Turn a loss name into its object, once per fit."""
     if multinomial:
         return Multinomial("log_loss")
-    factories = {
-        "hinge": lambda: Hinge(name, 1.0),
-        "perceptron": lambda: Hinge(name, 0.0),
-        "squared_hinge": lambda: SquaredHinge(name),
-        "log_loss": lambda: LogLoss(name),
-        "modified_huber": lambda: ModifiedHuber(name),
-        "squared_error": lambda: SquaredError(name),
-        "huber": lambda: Huber(name, epsilon),
-        "epsilon_insensitive": lambda: EpsilonInsensitive(name, epsilon),
-        "squared_epsilon_insensitive": lambda: SquaredEpsilonInsensitive(name, epsilon),
-    }
-    return factories[name]()
+    loss_class, *arguments = LOSS_FUNCTIONS[name]
+    if name in EPSILON_LOSSES:
+        arguments = [epsilon]
+    return loss_class(name, *arguments)

@@ -24,6 +24,9 @@ scikit-learn's per-sample step exactly.
 outlying row does not slow every step) and ``lam`` is found by power
 iteration; both include the intercept's constant feature when one is fitted.
 They are measured once per fit on at most ``SAMPLE_ROWS`` evenly spaced rows.
+On sparse X the power iteration runs over the columns those rows touch only
+(``E[x x^T]`` of the sample is zero elsewhere), so that measuring costs the
+sample's non-zeros, not ``n_features``: hashed text has 2^18 to 2^24 columns.
 """
 
 from __future__ import annotations
@@ -116,14 +119,14 @@ def _measure_scaling(X, intercept: float, mean, inv_scale, second_moment) -> Bat
     With ``mean`` and ``inv_scale`` (preconditioning), of the rows
     ``(x - mean) * inv_scale`` that the steps see.
     """
-    n_rows, second_moment_times, sum_of_squares = _sampled_second_moment(
+    n_rows, width, second_moment_times, sum_of_squares = _sampled_second_moment(
         X, intercept, mean, inv_scale, second_moment
     )
     if n_rows == 0:
         return BatchScaling(1.0, 1.0)
 
     # power iteration from the all-ones direction (the mean direction, usually dominant)
-    vector = np.ones(X.shape[1] + 1)
+    vector = np.ones(width + 1)
     vector[-1] = intercept
     lam = 0.0
     for _ in range(POWER_ITERATIONS):
@@ -147,24 +150,26 @@ def _measure_scaling(X, intercept: float, mean, inv_scale, second_moment) -> Bat
 
 
 def _sampled_second_moment(X, intercept: float, mean=None, inv_scale=None, in_place=None):
-    """``(n_rows, times, sum_of_squares)`` of at most ``SAMPLE_ROWS`` evenly spaced rows of X.
+    """``(n_rows, width, times, sum_of_squares)`` of at most ``SAMPLE_ROWS`` evenly spaced rows.
 
-    ``times(v)`` is ``E[x x^T] v`` for ``x = [row, intercept]`` (``v`` has
-    one entry more than X has columns) and ``sum_of_squares()`` the rows' sum
-    of squared values, known once ``times`` has run. Host CSR rows are read in
-    place by the compiled extension where it is built; otherwise the sampled
-    rows are brought to the host in float64 (once per fit).
+    ``times(v)`` is ``E[x x^T] v`` for ``x = [row, intercept]`` over the
+    sample's ``width`` columns (``v`` has ``width + 1`` entries) and
+    ``sum_of_squares()`` the rows' sum of squared values, known once ``times``
+    has run. Dense rows keep all of X's columns; sparse rows only the columns
+    they touch (see :func:`sampled_csr_rows`), multiplied by ``in_place`` (the
+    compiled extension's product) where given. The sampled rows are brought to the host in
+    float64 otherwise (once per fit).
     """
     stride = max(1, -(-X.shape[0] // SAMPLE_ROWS))
-    if is_sparse(X) and in_place is not None:
-        measured = in_place(X, stride, intercept)
+    if is_sparse(X):
+        rows = sampled_csr_rows(X, stride)
+        measured = None if in_place is None else in_place(rows, 1, intercept)
         if measured is not None:
-            return measured
-    rows = X[::stride] if stride > 1 else X
-    if is_sparse(rows):
-        rows = rows.get() if hasattr(rows, "get") else rows
+            n_rows, times, sum_of_squares = measured
+            return n_rows, rows.shape[1], times, sum_of_squares
         rows = rows.astype(np.float64, copy=False)
     else:
+        rows = X[::stride] if stride > 1 else X
         # half precision first becomes float32 in its own namespace (torch's bfloat16
         # has no NumPy counterpart); at most SAMPLE_ROWS rows
         xp = namespace_of(rows)
@@ -187,7 +192,42 @@ def _sampled_second_moment(X, intercept: float, mean=None, inv_scale=None, in_pl
             / n_rows
         )
 
-    return n_rows, times, sum_of_squares
+    return n_rows, rows.shape[1], times, sum_of_squares
+
+
+def sampled_csr_rows(X, stride: int):
+    """The CSR rows ``0, stride, 2 stride, ...`` of sparse X, over the columns they touch.
+
+    A host SciPy CSR matrix with X's values (float32 stays float32) and int32
+    column indices numbering the sample's distinct columns in X's order. It is
+    the same matrix whatever other columns X has, so the statistics do not
+    depend on the width of a hashing space, and it is built from the sample's
+    non-zeros (a table of X's columns only while there are fewer columns than
+    sampled non-zeros). A copy of the sampled rows, at most ``SAMPLE_ROWS``.
+    """
+    import scipy.sparse as sp
+
+    if hasattr(X, "get"):  # CuPy: only the sampled rows come to the host
+        X, stride = (X[::stride] if stride > 1 else X).get(), 1
+    starts = X.indptr[:-1:stride].astype(np.int64)
+    lengths = X.indptr[1::stride].astype(np.int64) - starts
+    new_indptr = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(lengths)])
+    # each sampled value's position in X: its row's start plus its place in the row
+    positions = np.repeat(starts - new_indptr[:-1], lengths) + np.arange(new_indptr[-1])
+    data, columns = X.data[positions], X.indices[positions]
+    n_features = X.shape[1]
+    if n_features <= columns.size:
+        # a table of the columns: cheaper than a sort while X is narrow
+        touched = np.zeros(n_features, dtype=bool)
+        touched[columns] = True
+        local = (np.cumsum(touched) - 1)[columns]
+        width = int(np.count_nonzero(touched))
+    else:
+        distinct, local = np.unique(columns, return_inverse=True)
+        width = distinct.size
+    return sp.csr_matrix(
+        (data, local.astype(np.int32).ravel(), new_indptr), shape=(len(starts), width)
+    )
 
 
 # 'auto' batch sizes: rows per step where one step's fixed cost (a few NumPy calls

@@ -183,7 +183,20 @@ class RunReport:
 
 
 class DivergenceError(ValueError):
-    """The weights overflowed to inf or NaN."""
+    """The weights overflowed to inf or NaN; ``epoch``: in which epoch (from 1), when known."""
+
+    def __init__(self, message: str, epoch: int | None = None):
+        super().__init__(message)
+        self.epoch = epoch
+
+
+def overflow_message(epoch: int | None) -> str:
+    """scikit-learn's words for weights that left the float range, which its users grep for."""
+    where = f" at epoch #{epoch}" if epoch is not None else ""
+    return (
+        f"Floating-point under-/overflow occurred{where}. Scaling input data with "
+        "StandardScaler or MinMaxScaler might help."
+    )
 
 
 class EpochTotals:

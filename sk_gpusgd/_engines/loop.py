@@ -20,7 +20,14 @@ import numpy as np
 from .._backend import to_namespace
 from .._core.schedules import ADAPTIVE_DIVISOR, MIN_ADAPTIVE_ETA
 from .._core.steps import current_learning_rate
-from .._core.types import DivergenceError, EngineConfig, RunReport, TrainingData, TrainingState
+from .._core.types import (
+    DivergenceError,
+    EngineConfig,
+    RunReport,
+    TrainingData,
+    TrainingState,
+    overflow_message,
+)
 from .progress import FitProgress
 
 
@@ -132,11 +139,16 @@ def _train_on(
     progress = FitProgress(config.verbose, max_epochs, data.n_samples)
     with engine.start(xp, state, data, config, random_state, max_epochs) as epochs:
         for _ in range(max_epochs):
-            summary = epochs.run_epoch(state)
-            outcome = close_epoch(
-                xp, state, config, report, progress, rule, summary, validation_score,
-                use_stopping_rule,
-            )  # fmt: skip
+            epoch = report.n_epochs + 1
+            try:
+                summary = epochs.run_epoch(state)
+                outcome = close_epoch(
+                    xp, state, config, report, progress, rule, summary, validation_score,
+                    use_stopping_rule,
+                )  # fmt: skip
+            except ArithmeticError as error:
+                # Python float arithmetic of a schedule raises where C would give inf
+                raise DivergenceError(str(error), epoch=epoch) from error
             if outcome.adaptive_changed:
                 epochs.adaptive_changed(state)
             if outcome.converged:
@@ -181,11 +193,12 @@ def close_epoch(
     report.n_epochs = epoch
     if not finite:
         raise DivergenceError(
-            f"The weights overflowed to inf/NaN at epoch {epoch}: the "
+            f"{overflow_message(epoch)} The weights overflowed to inf/NaN: the "
             f"learning rate (learning_rate={config.schedule.kind!r}, "
             f"eta0={config.schedule.eta0}) is too large for this data. Lower "
             "eta0, choose a decaying learning_rate, or scale X (e.g. with "
-            "StandardScaler)."
+            "StandardScaler).",
+            epoch=epoch,
         )
     report.loss_curve.append(float(mean_loss.sum()))
     score = validation_score(state) if validation_score is not None else None
