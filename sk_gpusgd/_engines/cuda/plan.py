@@ -155,7 +155,7 @@ def fused_reason(xp, data, config, backend_name: str | None = None) -> str | Non
                 f"batch's {batch * d} values"
             )
         reason = None
-        needed = dense_device_bytes(d, k, plan, itemsize)
+        needed = dense_device_bytes(n, d, k, plan, itemsize)
     if reason is not None:
         return reason
     budget = device_budget(xp)
@@ -170,10 +170,11 @@ def device_budget(xp) -> int | None:
     return None if free is None else int(free * DEVICE_MEMORY_SHARE)
 
 
-def dense_device_bytes(d: int, k: int, plan: LaunchPlan, itemsize: int) -> int:
-    """The dense fit's own buffers: weights, momentum, L1, average, partial gradients."""
+def dense_device_bytes(n: int, d: int, k: int, plan: LaunchPlan, itemsize: int) -> int:
+    """The dense fit's own buffers: weights, momentum, L1, average, partial gradients,
+    and a row order (int64) when the rows are shuffled from a drawn permutation."""
     model = (d + 1) * k
-    return itemsize * (4 * model + plan.blocks * model + 2 * plan.blocks * k)
+    return itemsize * (4 * model + plan.blocks * model + 2 * plan.blocks * k) + 8 * n
 
 
 def sparse_device_bytes(X, k: int, batch: int, itemsize: int) -> int:
@@ -181,7 +182,7 @@ def sparse_device_bytes(X, k: int, batch: int, itemsize: int) -> int:
     n, d = (int(size) for size in X.shape)
     model = (d + 1) * k
     csr = 4 * (n + 1) + (4 + itemsize) * int(X.nnz)  # int32 copies, values in the compute type
-    return itemsize * (5 * model + batch * k) + 8 * d + csr
+    return itemsize * (5 * model + batch * k) + 8 * d + 8 * n + csr
 
 
 def sparse_plan(batch_size, n_samples, n_outputs, itemsize, threads, max_rows=MAX_ROWS_PER_BLOCK):
