@@ -17,6 +17,11 @@ Data sets, none downloaded:
   10 classes, 20k rows x 2^14 features (200k x 2^18 by default; 1M x 2^18 with
   ``--large``).
 
+Every run ends with the named cases of ``benchmarks/defaults_cases.py``
+(constant columns without an intercept, one-row streams, huge penalties, the
+automatic average's optimum, the regression losses at small epsilon and few
+epochs, dense against CSR storage), in seconds.
+
 Dense sets run "raw" and "standardized" (StandardScaler fitted on the training
 split). Synthetic raw features are multiplied by random per-feature scales
 (10^U(-1, 2)) and shifted by random offsets (U(-5, 5) times the scale), so that
@@ -34,6 +39,7 @@ ours / sklearn, mean epochs (``n_iter_``), our ``batch_size_`` and
 ``preconditioner_``.
 
     python benchmarks/defaults_suite.py --quick   # sets <= 20k rows
+    python benchmarks/defaults_suite.py --cases-only   # the named cases alone
     python benchmarks/defaults_suite.py           # up to 200k rows
     python benchmarks/defaults_suite.py --large   # adds 1M rows
     python benchmarks/defaults_suite.py --large --only '*_1M*' --splits 1   # 1M rows only
@@ -73,6 +79,7 @@ from _common import (  # noqa: E402
     today,
     versions,
 )
+from defaults_cases import cases_markdown, run_cases  # noqa: E402
 
 SMALL_ROWS = 2_000
 LARGE_ROWS = 20_000
@@ -577,6 +584,11 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--splits", type=int, help="splits per data set (default: 10 below 2,000 rows, else 3)"
     )
+    parser.add_argument(
+        "--cases-only",
+        action="store_true",
+        help="run only the named cases (benchmarks/defaults_cases.py), no data sets",
+    )
     parser.add_argument("--output-prefix", default="defaults-suite")
     parser.add_argument("--note", action="append", default=[], help="a note for the report")
     args = parser.parse_args(argv)
@@ -602,8 +614,9 @@ def main(argv=None) -> int:
     def wanted(name: str) -> bool:
         return not args.only or any(fnmatch.fnmatch(name, pattern) for pattern in args.only)
 
-    problems = [p for p in bundled_problems() if wanted(p.name)]
-    problems += synthetic_problems(sizes, sparse_sizes, wanted)
+    problems = [] if args.cases_only else [p for p in bundled_problems() if wanted(p.name)]
+    if not args.cases_only:
+        problems += synthetic_problems(sizes, sparse_sizes, wanted)
     records = []
     for problem in problems:
         n_splits = 3 if problem.n_rows >= SMALL_ROWS else 10
@@ -639,7 +652,11 @@ def main(argv=None) -> int:
                 records.append(record)
                 print(markdown_table(HEADERS, table_rows([record])).splitlines()[-1], flush=True)
 
-    summary = overall_summary(records)
+    # the named cases: seconds in all, in every mode
+    case_records = run_cases()
+    cases_table = cases_markdown(case_records)
+    print(cases_table, flush=True)
+    summary = overall_summary(records) if records else {}
     found = versions()
     command = shlex.join(["python", "benchmarks/defaults_suite.py", *(argv or sys.argv[1:])])
     threads = {
@@ -671,10 +688,11 @@ def main(argv=None) -> int:
         },
         "summary": summary,
         "records": records,
+        "cases": case_records,
         "total_seconds": time.perf_counter() - started,
     }
     table = markdown_table(HEADERS, table_rows(records))
-    summary_text = summary_markdown(summary)
+    summary_text = summary_markdown(summary) if records else "(data sets not run)"
     markdown = "\n".join(
         [
             "# Default parameters: sk_gpusgd vs scikit-learn, broad suite",
@@ -697,6 +715,14 @@ def main(argv=None) -> int:
             "## Summary",
             "",
             summary_text,
+            "",
+            "## Cases",
+            "",
+            "Named cases where an automatic choice used to change the model "
+            "(benchmarks/defaults_cases.py): the same arguments in both libraries, "
+            "defaults otherwise.",
+            "",
+            cases_table,
         ]
     )
     print()

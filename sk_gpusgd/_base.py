@@ -44,6 +44,7 @@ from ._core.losses import make_loss
 from ._core.optim import MOMENTUM_FORMS, OptimizerConfig
 from ._core.precondition import to_internal
 from ._core.schedules import make_schedule
+from ._core.steps import keep_the_better_of_average_and_iterate
 from ._core.types import DivergenceError, EngineConfig, TrainingData, TrainingState
 from ._engines.loop import train
 from ._lazy_dask import is_dask_input
@@ -58,6 +59,7 @@ from ._plan import (
     SPARSE_INTERCEPT_SCALE,
     finish_plan,
     plan_fit,
+    stored_as_its_values,
     warn_engine_note,
 )
 from ._sparse_coef import SparseCoefMixin
@@ -309,6 +311,7 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
         X, y = self._validate_training_input(X, y, reset=not continuing)
         xp = self._compute_namespace() if continuing else resolve_compute_namespace(self.device, X)
         sample_weight = self._checked_sample_weight(sample_weight, X)
+        X = stored_as_its_values(self, X, continuing)
         plan = plan_fit(
             self, X, y, xp, partial=partial, fitted=fitted, classes=classes,
             has_sample_weight=sample_weight is not None,
@@ -342,6 +345,11 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
             validation_score=validation_score,
             use_stopping_rule=not partial,
         )
+        if not partial and plan.chunk_rows is None and plan.automatic_average:
+            # the automatic average only where it lowers the objective (see the function);
+            # an objective that overflows (huge sample weights) keeps the average
+            with np.errstate(all="ignore"):
+                keep_the_better_of_average_and_iterate(xp, state, data, config)
         if not partial:
             self._warn_if_not_converged(report)
         self._store_fit(xp, state, report, partial, output_like=X)

@@ -410,6 +410,9 @@ def train_on_dask(estimator, X, y, *, coef_init, intercept_init, sample_weight, 
             n_rows = sum(block_rows)
             sums = client.gather([_where_held(client, _block_sum, part) for part in partitions])
             mean = np.sum(sums, axis=0) / n_rows
+            if not estimator.fit_intercept:
+                # scaled, not centred: without an intercept the constant direction stays
+                mean = np.zeros_like(mean)
             squares = client.gather(
                 [_where_held(client, _block_sum, part, mean) for part in partitions]
             )

@@ -22,9 +22,12 @@ import scipy.sparse as sp
 from ._backend import (
     dtype_name,
     free_device_bytes,
+    is_cupy_array,
     is_cupy_namespace,
+    is_cupy_sparse,
     is_device_array,
     is_sparse,
+    namespace_of,
     to_namespace,
 )
 from ._core.losses import make_loss
@@ -44,6 +47,13 @@ from ._engines.streaming import (
 # scikit-learn damps the intercept's step on sparse data.
 SPARSE_INTERCEPT_SCALE = 0.01
 HALF_DTYPES = ("float16", "bfloat16")
+# below this share of non-zero values X trains as CSR with automatic choices, above it
+# as a dense array, whatever its container: the lazy sparse step costs a few times a
+# dense step's work per stored value (an index and an indirect load besides the value)
+SPARSE_DENSITY = 0.25
+# the automatic average weighs each iterate by its sample count t (Lacoste-Julien, Schmidt
+# and Bach 2012): the polynomial-decay average with eta = 1, see _core.steps.average_rate
+AUTO_AVERAGE_DECAY = 1.0
 
 
 @dataclass
@@ -89,6 +99,9 @@ class FitPlan:
         ``preconditioner_``: dense X trained as if standardised, same objective.
     average_start : int
         Samples after which the iterates are averaged; 0 never.
+    automatic_average : bool
+        The average is the automatic one (``average`` left at False): weighted by
+        sample count, and kept after the fit only where it lowers the objective.
     step_scaling : bool
         A batch's step grows with its rows (``scale_learning_rate``).
     engine : Engine or None
@@ -110,6 +123,7 @@ class FitPlan:
     continuing: bool
     preconditioner: str | None = None
     average_start: int = 0
+    automatic_average: bool = False
     step_scaling: bool = True
     engine: Any = None
     engine_note: str | None = None
@@ -132,6 +146,53 @@ class FitPlan:
 
 
 # ---------------------------------------------------------------- first stage
+def stored_as_its_values(estimator, X, continuing: bool):
+    """X in the storage its values call for, when the fit's choices are automatic.
+
+    With ``batch_size='auto'`` and ``preconditioner='auto'`` what is decided
+    for the fit (batch size, preconditioning, averaging, the intercept's
+    damping) follows the data, not its container: X whose share of non-zero
+    values is below :data:`SPARSE_DENSITY` trains as CSR (the lazy sparse
+    engine, scikit-learn's sparse rules), denser X as a dense array, so that
+    dense and CSR copies of the same X give the same model. A stream keeps
+    the storage of its first call (``_training_storage``). Host NumPy / SciPy and
+    CuPy / cupyx X only; half precision stays dense (no sparse half precision).
+    """
+    if estimator.batch_size != "auto" or estimator.preconditioner != "auto":
+        return X
+    host = isinstance(X, np.ndarray) or sp.issparse(X)
+    if not (host or is_cupy_array(X) or is_cupy_sparse(X)):
+        return X
+    values = X.data if is_sparse(X) else X
+    if dtype_name(values) in HALF_DTYPES:
+        return X
+    if continuing and hasattr(estimator, "_training_storage"):
+        storage = estimator._training_storage
+    else:
+        storage = "sparse" if value_density(X) < SPARSE_DENSITY else "dense"
+        estimator._training_storage = storage
+    if storage == "sparse" and not is_sparse(X):
+        if host:
+            return sp.csr_matrix(X)
+        import cupyx.scipy.sparse as cupy_sparse
+
+        return cupy_sparse.csr_matrix(X)
+    if storage == "dense" and is_sparse(X):
+        return X.toarray()
+    return X
+
+
+def value_density(X) -> float:
+    """The share of X's entries that are non-zero, dense or sparse (1 for empty X)."""
+    size = int(X.shape[0]) * int(X.shape[1])
+    if size == 0:
+        return 1.0
+    values = X.data if is_sparse(X) else X
+    xp = np if isinstance(values, np.ndarray) else namespace_of(values)
+    nonzero = np.count_nonzero(values) if xp is np else int(xp.count_nonzero(values))
+    return float(nonzero) / size
+
+
 def plan_fit(estimator, X, y, xp, *, partial, fitted, classes, has_sample_weight) -> FitPlan:
     """The decisions that come before the data is converted (see :class:`FitPlan`).
 
@@ -155,6 +216,7 @@ def plan_fit(estimator, X, y, xp, *, partial, fitted, classes, has_sample_weight
     if continuing:
         preconditioner = estimator.preconditioner_
         average_start = int(estimator.average) or getattr(estimator, "_auto_average_start", 0)
+        automatic = not estimator.average and average_start > 0
     else:
         preconditioner = preconditioner_for(estimator, batch_size, sparse)
         automatic = averages_automatically(estimator, batch_size, sparse)
@@ -171,6 +233,7 @@ def plan_fit(estimator, X, y, xp, *, partial, fitted, classes, has_sample_weight
         continuing=continuing,
         preconditioner=preconditioner,
         average_start=average_start,
+        automatic_average=automatic,
         step_scaling=bool(estimator.scale_learning_rate),
         statistics=statistics,
     )
@@ -213,7 +276,9 @@ def measure_batch_statistics(estimator, X) -> BatchStatistics:
     sparse = sp.issparse(X)
     mean = inv_scale = None
     if not sparse and estimator.preconditioner in ("auto", "standardize"):
-        mean, inv_scale = feature_statistics(np, X, compute_dtype_of(np, X))
+        mean, inv_scale = feature_statistics(
+            np, X, compute_dtype_of(np, X), centre=bool(estimator.fit_intercept)
+        )
     scaling = measure_scaling(
         X,
         bool(estimator.fit_intercept),
@@ -309,7 +374,12 @@ def finish_plan(plan: FitPlan, estimator, state: TrainingState, data: TrainingDa
             mean, inv_scale = (
                 (known.mean, known.inv_scale)
                 if known is not None
-                else feature_statistics(plan.data_namespace, data.X, plan.compute_dtype)
+                else feature_statistics(
+                    plan.data_namespace,
+                    data.X,
+                    plan.compute_dtype,
+                    centre=bool(estimator.fit_intercept),
+                )
             )
             state.precondition(to_namespace(mean, xp), to_namespace(inv_scale, xp))
         state.scaling = (
@@ -330,6 +400,7 @@ def finish_plan(plan: FitPlan, estimator, state: TrainingState, data: TrainingDa
         batch_size=plan.batch_size,
         scaling=state.scaling if plan.step_scaling else None,
         average_start=plan.average_start,
+        average_decay=AUTO_AVERAGE_DECAY if plan.automatic_average else 0.0,
     )
     plan.engine, plan.engine_note = engine_for(plan, xp, data, config)
     return config

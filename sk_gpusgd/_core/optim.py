@@ -89,6 +89,44 @@ def shrink_factor(xp, learning_rate, decay: float):
     return xp.maximum(1.0 - learning_rate * decay, 0.0)
 
 
+def shrinks_within_batch(config: OptimizerConfig) -> bool:
+    """Whether a step's decays are shrinks (no momentum), clamped at zero."""
+    return not config.uses_momentum and bool(config.l2 or config.decoupled_decay)
+
+
+def clamped_within_batch(xp, learning_rate, decay):
+    """Where a step's shrink ``max(0, 1 - lr decay)`` is clamped to zero, or None if nowhere.
+
+    ``decay`` is a float or one strength per feature, ``learning_rate`` a float
+    or one rate per output column; the result broadcasts like their product.
+    """
+    if isinstance(learning_rate, float) and isinstance(decay, float):
+        return True if learning_rate * decay >= 1.0 else None
+    clamped = learning_rate * decay >= 1.0
+    return clamped if bool(xp.any(clamped)) else None
+
+
+def within_batch_gradient(grad, last, clamped):
+    """A batch's gradient once its shrink is clamped: the last row's share of it alone.
+
+    A step over ``m`` rows stands for ``m`` per-sample steps. While its shrink
+    ``max(0, 1 - lr decay)`` is above zero the rows share the batch-mean
+    gradient (a full batch is gradient descent, with the objective's own fixed
+    point). Once it is clamped, each row's update is wiped by the shrinks of
+    the rows after it, as in scikit-learn's per-sample loop, where a clamped
+    shrink zeroes the weights before every sample's update: only the last
+    row's share of the gradient moves the weights (``last``, with ``clamped``
+    from :func:`clamped_within_batch`). Huge penalties then give the
+    memoryless weights of scikit-learn, zero where the last row's loss is flat.
+    """
+    if clamped is True:
+        return last
+    import array_api_compat
+
+    xp = array_api_compat.array_namespace(grad)
+    return xp.where(clamped, last, grad)
+
+
 def _is_set(value) -> bool:
     """A decay given as a float is off at 0; one given per feature (an array) is on."""
     return not isinstance(value, float) or value != 0.0

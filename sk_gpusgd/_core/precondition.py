@@ -18,8 +18,10 @@ L2 strength of feature ``j`` is ``l2 / scale_j**2`` and its L1 strength
 ``l1 / scale_j``. The fitted model therefore minimises the same objective as
 without preconditioning (a fixed point of the preconditioned step is a
 stationary point of the original objective); only the path to it changes, as
-with any diagonally preconditioned gradient method. Dense X only: centring
-would make a sparse X dense.
+with any diagonally preconditioned gradient method. Without an intercept the
+mean is taken as 0 and the scale is the root mean square: a pure rescaling, so
+the model class (every linear function of X) is unchanged. Dense X only:
+centring would make a sparse X dense.
 """
 
 from __future__ import annotations
@@ -30,29 +32,35 @@ import numpy as np
 CHUNK_ROWS = 65536
 
 
-def feature_statistics(xp, X, dtype):
+def feature_statistics(xp, X, dtype, centre: bool = True):
     """Per-feature mean and ``1 / std`` of X (1 where a feature is constant), in ``dtype``.
+
+    With ``centre=False`` (a model without an intercept) the mean is 0 and the
+    scale the root mean square ``sqrt(E[x^2])``: the steps then see
+    ``x / scale``, a rescaling of every column that keeps every linear function
+    of X reachable (centring would remove the constant direction, which only
+    an intercept can restore). A column of zeros keeps a scale of 1.
 
     Where the statistics overflow (values near the float range), the feature is
     left as it is: mean 0, scale 1.
     """
     with np.errstate(all="ignore"):
-        mean, inv_scale = _feature_statistics(xp, X, dtype)
+        mean, inv_scale = _feature_statistics(xp, X, dtype, centre)
     usable = xp.isfinite(mean) & xp.isfinite(inv_scale) & (inv_scale > 0)
     return xp.where(usable, mean, 0.0), xp.where(usable, inv_scale, 1.0)
 
 
-def _feature_statistics(xp, X, dtype):
+def _feature_statistics(xp, X, dtype, centre: bool = True):
     n_samples = X.shape[0]
     total = None
     for chunk in _chunks(xp, X, dtype):
         # a product with ones: BLAS, faster than a reduction over axis 0
         part = xp.ones_like(chunk[:, 0]) @ chunk
         total = part if total is None else total + part
-    mean = total / n_samples
+    mean = total / n_samples if centre else xp.zeros_like(total)
     squares = None
     for chunk in _chunks(xp, X, dtype):
-        centred = chunk - mean
+        centred = chunk - mean if centre else chunk
         part = xp.ones_like(chunk[:, 0]) @ (centred * centred)
         squares = part if squares is None else squares + part
     return mean, inverse_scale(xp, mean, xp.sqrt(squares / n_samples))

@@ -78,7 +78,11 @@ class BatchScaling:
         of 'optimal', the cap keeps the batch stable. With one row this is
         ``eta``.
         """
-        best = self.gain(n_rows) / (curvature * self.mean_squared_norm)
+        if not self.mean_squared_norm > 0:
+            # rows of zeros: no curvature caps the step
+            best = math.inf
+        else:
+            best = self.gain(n_rows) / (curvature * self.mean_squared_norm)
         if isinstance(eta, float):
             return min(n_rows * eta, max(eta, best))
         return xp.minimum(n_rows * eta, xp.maximum(eta, best))
@@ -261,7 +265,9 @@ def auto_batch_size(
     """
     device_batch = GPU_BATCH_SIZE if on_gpu else CPU_BATCH_SIZE
     if critical_batch is not None and critical_batch >= 1:
-        device_batch = min(device_batch, max(min_batch, int(critical_batch)))
+        # an infinite critical batch (rows with no spread, e.g. one standardised row)
+        # leaves the device batch
+        device_batch = min(device_batch, max(min_batch, int(min(critical_batch, device_batch))))
     return max(1, min(device_batch, n_samples // MIN_STEPS_PER_EPOCH))
 
 

@@ -2,7 +2,7 @@
 
 The clock ``t`` is scikit-learn's: the number of samples seen, plus one,
 whatever the batch size. The rates are per-sample rates; how a step over a
-batch uses them is :meth:`._scaling.BatchScaling.step_rate`'s business. With
+batch uses them is :meth:`.scaling.BatchScaling.step_rate`'s business. With
 ``batch_size=1`` every schedule is scikit-learn's exactly.
 """
 

@@ -143,11 +143,71 @@ def update_average(xp, state: TrainingState, config: EngineConfig, n_rows: int) 
     if state.average_coef is None:
         state.average_coef = xp.zeros_like(state.coef)
         state.average_intercept = xp.zeros_like(state.intercept)
-    rate = counted / state.n_averaged
+    rate = average_rate(counted, state.n_averaged, config.average_decay)
     state.average_coef = state.average_coef + rate * (state.coef - state.average_coef)
     state.average_intercept = state.average_intercept + rate * (
         state.intercept - state.average_intercept
     )
+
+
+def average_rate(counted: int, n_averaged: int, decay: float) -> float:
+    """The weight of a step's iterate in the running average of the iterates.
+
+    ``counted`` samples of the step are averaged, ``n_averaged`` so far
+    (these included). With ``decay = 0`` every sample's iterate weighs the
+    same (Polyak-Ruppert, scikit-learn's ``average``). With ``decay = eta > 0``
+    it is Shamir and Zhang's polynomial-decay average (2013): per sample
+    ``(eta + 1) / (t + eta)``, so the average forgets its early iterates at the
+    rate that suffix averaging has, without knowing when the fit will stop.
+    """
+    if not decay:
+        return counted / n_averaged
+    return min(1.0, (decay + 1.0) * counted / (n_averaged + decay * counted))
+
+
+def keep_the_better_of_average_and_iterate(xp, state: TrainingState, data: TrainingData, config):
+    """Where the last iterate has the lower objective than the average, keep it instead.
+
+    Averaging reduces the noise of iterates that oscillate around the optimum;
+    an iterate still travelling towards it (a loss whose derivative is bounded,
+    far from its optimum, moves at a bounded speed) is ahead of its own
+    average. The objective of the fit (mean weighted loss plus penalty) at both
+    decides, per one-vs-rest column (all columns together for a coupled loss):
+    the iterate is kept where its objective is lower by more than ``tol`` (an
+    improvement the stopping rule counts), and its column of the average is
+    set to it.
+    """
+    if state.average_coef is None or state.n_averaged == 0:
+        return
+    average = state.to_model(state.average_coef, state.average_intercept)
+    last = state.to_model(state.coef, state.intercept)
+    n_outputs = int(state.coef.shape[1])
+    X = data.X
+    if config.compute_dtype is not None:
+        X = xp.astype(X, config.compute_dtype)
+    both = xp.concat([average[0], last[0]], axis=1)
+    decision = X @ both + xp.concat([average[1], last[1]])
+    weights = batch_weights(xp, data.targets, data.sample_weight, data)
+    objectives = []
+    for columns, (coef, _) in zip(
+        (slice(0, n_outputs), slice(n_outputs, 2 * n_outputs)), (average, last), strict=True
+    ):
+        values, _ = config.loss.value_and_derivative(xp, decision[:, columns], data.targets)
+        if weights is not None:
+            values = values * weights
+        objective = column_sums(xp, values) / data.n_samples
+        penalty = penalty_columns(xp, coef, config.optimizer)
+        if penalty is not None:
+            objective = objective + penalty
+        if config.loss.joint:
+            objective = xp.sum(objective) + xp.zeros_like(objective)
+        objectives.append(objective)
+    # better by an improvement the stopping rule would count (tol), or at all without one
+    iterate_better = objectives[1] < objectives[0] - (config.tol or 0.0)
+    if not bool(xp.any(iterate_better)):
+        return
+    state.average_coef = xp.where(iterate_better, state.coef, state.average_coef)
+    state.average_intercept = xp.where(iterate_better, state.intercept, state.average_intercept)
 
 
 def current_learning_rate(xp, state: TrainingState, config: EngineConfig, n_rows: int):

@@ -49,6 +49,9 @@ class EngineConfig:
         Epochs without improvement before stopping (or dividing the adaptive rate).
     average_start : int
         Average the weights once this many samples were seen; 0 disables averaging.
+    average_decay : float
+        0: every averaged iterate weighs the same; above 0, the polynomial-decay
+        average (see :func:`average_rate`).
     compute_dtype : dtype or None
         Dtype of the arithmetic when X is stored in half precision.
     verbose : int
@@ -68,6 +71,7 @@ class EngineConfig:
     tol: float | None = 1e-3
     n_iter_no_change: int = 5
     average_start: int = 0
+    average_decay: float = 0.0
     compute_dtype: Any = None
     verbose: int = 0
     scaling: BatchScaling | None = None

@@ -13,6 +13,7 @@ import numpy as np
 from array_api_compat import device as array_device
 
 from .._backend import to_namespace
+from .._core.optim import clamped_within_batch, shrinks_within_batch, within_batch_gradient
 from .._core.precondition import preconditioned_gradient
 from .._core.steps import (
     advance_clock,
@@ -64,17 +65,37 @@ def dense_epoch(xp, state: TrainingState, data: TrainingData, config, order, fro
             )
         else:
             grad_coef, grad_intercept = X_batch.T @ derivative, column_sums(xp, derivative)
-        apply_step(
-            xp,
-            state,
-            grad_coef,
-            grad_intercept,
-            current_learning_rate(xp, state, config, n_rows),
-            config,
-        )
+        eta = current_learning_rate(xp, state, config, n_rows)
+        if n_rows > 1 and shrinks_within_batch(config.optimizer):
+            grad_coef = _rows_shrunk(xp, state, X_batch, derivative, grad_coef, eta, config)
+        apply_step(xp, state, grad_coef, grad_intercept, eta, config)
         advance_clock(state, n_rows)
         update_average(xp, state, config, n_rows)
     return totals
+
+
+def _rows_shrunk(xp, state, X_batch, derivative, grad_coef, eta, config):
+    """The batch gradient, the last row's share alone where the shrink is clamped.
+
+    See :func:`.._core.optim.within_batch_gradient`; ``derivative`` holds the batch
+    mean's share of each row.
+    """
+    opt = config.optimizer
+    decay = opt.l2 + opt.decoupled_decay
+    if state.preconditioned:
+        inv_scale = state.feature_inv_scale[:, None]
+        decay = opt.l2 * (inv_scale * inv_scale) + opt.decoupled_decay
+    clamped = clamped_within_batch(xp, eta, decay)
+    if clamped is None:
+        return grad_coef
+    last_row, last_derivative = X_batch[-1:, ...], derivative[-1:, ...]
+    if state.preconditioned:
+        last, _ = preconditioned_gradient(
+            xp, last_row, last_derivative, state.feature_mean, state.feature_inv_scale
+        )
+    else:
+        last = last_row.T @ last_derivative
+    return within_batch_gradient(grad_coef, last, clamped)
 
 
 def _in_order(xp, array, order):

@@ -32,7 +32,15 @@ from __future__ import annotations
 import importlib
 
 from .._backend import is_cupy_namespace
-from .._core.optim import clip_gradient, l1_truncate, momentum_step, shrink_factor
+from .._core.optim import (
+    clamped_within_batch,
+    clip_gradient,
+    l1_truncate,
+    momentum_step,
+    shrink_factor,
+    shrinks_within_batch,
+    within_batch_gradient,
+)
 from .._core.steps import (
     advance_clock,
     batch_weights,
@@ -157,8 +165,15 @@ def sparse_epoch(
         derivative = derivative * (1.0 / n_rows)
         grad_rows = compact.T @ derivative
         grad_intercept = column_sums(xp, derivative)
-        grad_rows, grad_intercept = clip_gradient(xp, grad_rows, grad_intercept, opt)
         eta = current_learning_rate(xp, state, config, n_rows)
+        clamped = None
+        if n_rows > 1 and shrinks_within_batch(opt):
+            clamped = clamped_within_batch(xp, eta, lazy_decay)
+        if clamped is not None:
+            # a clamped shrink: the last row's share alone, as in the dense step
+            last = xp.asarray(compact[n_rows - 1 :].T @ derivative[n_rows - 1 :, ...])
+            grad_rows = within_batch_gradient(grad_rows, last, clamped)
+        grad_rows, grad_intercept = clip_gradient(xp, grad_rows, grad_intercept, opt)
 
         buffer_rows = None
         if opt.uses_momentum:

@@ -69,6 +69,9 @@ OPTIMIZERS = {
     "clip-value": {"clip_value": 0.05},
     "clip-norm": {"clip_norm": 0.1},
     "clip-norm-momentum-l1": {"clip_norm": 0.1, "momentum": 0.5, "l1": 1e-3},
+    # the shrink is clamped at zero: only each batch's last row moves the weights
+    "clamped-shrink": {"l2": 20.0},
+    "clamped-decay": {"decoupled_decay": 9.0, "l2": 1e-3},
 }
 
 
@@ -79,9 +82,15 @@ def test_every_optimizer_option(emulated, name, k):
     assert_same_training(*train_both(_data("classification", k), config, backend=emulated))
 
 
+@pytest.mark.parametrize("average_decay", [0.0, 1.0])
 @pytest.mark.parametrize("average_start", [1, 20, 100])
-def test_averaging_from_any_sample(emulated, average_start):
-    config = make_config(loss="squared_error", eta0=0.02, average_start=average_start)
+def test_averaging_from_any_sample(emulated, average_start, average_decay):
+    config = make_config(
+        loss="squared_error",
+        eta0=0.02,
+        average_start=average_start,
+        average_decay=average_decay,
+    )
     assert_same_training(*train_both(_data("regression", 3), config, backend=emulated))
 
 
@@ -208,6 +217,7 @@ SPARSE_OPTIMIZERS = {
     "renormalised": {"decoupled_decay": 9.0},
     "clip-norm": {"clip_norm": 0.05, "momentum": 0.5},
     "clip-norm-l1": {"clip_norm": 0.05, "l1": 1e-3},
+    "clamped-shrink": {"l2": 20.0},
 }
 
 
@@ -251,10 +261,13 @@ def test_sparse_sample_and_class_weights(emulated):
     assert_same_training(*train_both(data, config, backend=emulated))
 
 
+@pytest.mark.parametrize("average_decay", [0.0, 1.0])
 @pytest.mark.parametrize("average_start", [1, 20, 100])
 @pytest.mark.parametrize("optimizer", [{}, {"l1": 1e-3, "l2": 1e-3}, {"momentum": 0.9}])
-def test_sparse_averaging(emulated, average_start, optimizer):
-    config = make_config(loss="hinge", average_start=average_start, optimizer=optimizer)
+def test_sparse_averaging(emulated, average_start, optimizer, average_decay):
+    config = make_config(
+        loss="hinge", average_start=average_start, optimizer=optimizer, average_decay=average_decay
+    )
     assert_same_training(*train_both(_sparse_data(3), config, backend=emulated))
 
 
@@ -302,8 +315,9 @@ def test_batch_step_rate(emulated, loss, batch_size):
 
 @pytest.mark.parametrize(
     "optimizer",
-    [{"l2": 1e-2}, {"l1": 1e-2}, {"momentum": 0.9, "l2": 1e-3, "l1": 1e-3}],
-    ids=["l2", "l1", "momentum-elasticnet"],
+    [{"l2": 1e-2}, {"l1": 1e-2}, {"momentum": 0.9, "l2": 1e-3, "l1": 1e-3}, {"l2": 1.0}],
+    # the last: the shrink is clamped for the narrow features only (per-feature L2)
+    ids=["l2", "l1", "momentum-elasticnet", "clamped-per-feature"],
 )
 def test_preconditioned_features(emulated, optimizer):
     X, Y = make_problem(k=3)

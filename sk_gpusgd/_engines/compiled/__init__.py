@@ -91,6 +91,7 @@ class _Config(ctypes.Structure):
             "l1",
             "decay",
             "intercept_scale",
+            "average_decay",
         )
     ]
 
@@ -185,7 +186,7 @@ def permutation_source(random_state: np.random.RandomState):
 def sampled_second_moment(X, stride: int, intercept: float):
     """``(n_rows, times, sum_of_squares)`` of the CSR rows ``0, stride, 2 stride, ...`` of X.
 
-    The batch-size statistics of :func:`._scaling.measure_scaling`, read in
+    The batch-size statistics of :func:`sk_gpusgd._core.scaling.measure_scaling`, read in
     place from host CSR arrays (no sampled copy): ``times(v)`` is ``E[x x^T]
     v`` for ``x = [row, intercept]``, ``sum_of_squares()`` the rows' sum of
     squared values (summed by each call of ``times``). None where the
@@ -374,6 +375,7 @@ def _config(data, config) -> _Config:
         l1=float(opt.l1),
         decay=float(opt.decoupled_decay),
         intercept_scale=float(config.intercept_scale),
+        average_decay=float(config.average_decay),
     )
 
 

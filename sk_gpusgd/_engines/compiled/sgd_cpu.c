@@ -1,7 +1,7 @@
 // Compiled epochs of the CPU engine: the NumPy engine's minibatch step, one call per epoch.
 //
 // A Python extension module only so that setuptools builds and installs it; Python calls
-// sgd_epoch() through ctypes (sk_gpusgd/_compiled.py), which also documents the structs.
+// sgd_epoch() through ctypes (__init__.py beside it), which also documents the structs.
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Loss and schedule codes: LOSS_CODES and SCHEDULE_CODES in _compiled.py.
+// Loss and schedule codes: LOSS_CODES and SCHEDULE_CODES in __init__.py.
 enum {
     LOSS_HINGE = 0,
     LOSS_SQUARED_HINGE = 1,
@@ -46,6 +46,7 @@ typedef struct {
     double loss_parameter, eta0, alpha, power_t, optimal_offset;
     double mean_squared_norm, top_eigenvalue, curvature;
     double l2, l1, decay, intercept_scale;
+    double average_decay;
 } SgdConfig;
 
 typedef struct {
@@ -206,6 +207,18 @@ static void add_lazy_penalty(const SgdConfig* cfg, const SgdArrays* a, int64_t r
 static double shrink_factor(double eta, double decay) {
     const double factor = 1.0 - eta * decay;
     return factor < 0 ? 0.0 : factor;
+}
+
+// Without momentum a step's decays are a shrink, clamped at zero; once it is clamped only the
+// batch's last row moves the weights (the earlier rows' updates are wiped by the shrinks of the
+// rows after them; _core/optim.py, within_batch_gradient). In place on the batch-mean derivative.
+static void clamp_earlier_rows(double* derivative, int64_t rows, int64_t K, const double* eta,
+                               double decay) {
+    if (decay == 0.0 || rows <= 1) return;
+    for (int64_t k = 0; k < K; ++k) {
+        if (shrink_factor(eta[k], decay) > 0.0) continue;
+        for (int64_t r = 0; r + 1 < rows; ++r) derivative[r * K + k] = 0.0;
+    }
 }
 
 // The rate of every output column for a step over `rows` rows (sample clock t = seen + 1).

@@ -1,7 +1,7 @@
 // One epoch of minibatch SGD on the CPU, for one floating type.
 //
 // Included twice by sgd_cpu.c, with REAL = double / float and FN(name) giving the
-// type's names. The step is the NumPy engine's (sk_gpusgd/_engine.py, _sparse.py),
+// type's names. The step is the NumPy engine's (sk_gpusgd/_engines/reference.py, sparse.py),
 // operation for operation; arithmetic is carried in double, storage is REAL.
 
 static double FN(dot_strided_1)(const REAL* x, const double* w, int64_t d) {
@@ -115,7 +115,13 @@ static void FN(update_average)(const SgdConfig* cfg, const SgdArrays* a, int64_t
     int64_t counted = seen - cfg->average_start + 1;
     if (counted > rows) counted = rows;
     a->counters[COUNTER_AVERAGED] += counted;
-    const double rate = (double)counted / (double)a->counters[COUNTER_AVERAGED];
+    // uniform (decay 0) or Shamir and Zhang's polynomial decay (_core/steps.py, average_rate)
+    const double averaged = (double)a->counters[COUNTER_AVERAGED], eta = cfg->average_decay;
+    double rate = (double)counted / averaged;
+    if (eta != 0.0) {
+        rate = (eta + 1.0) * (double)counted / (averaged + eta * (double)counted);
+        if (rate > 1.0) rate = 1.0;
+    }
     REAL* average = (REAL*)a->average_coef;
     REAL* average_intercept = (REAL*)a->average_intercept;
     for (int64_t i = 0; i < size; ++i)
@@ -188,9 +194,11 @@ static int FN(epoch_dense)(const SgdConfig* cfg, const SgdArrays* a) {
     double* column_sum = malloc(sizeof(double) * (size_t)K);
     double* eta = malloc(sizeof(double) * (size_t)K);
     double* model_intercept = malloc(sizeof(double) * (size_t)K);
-    if (!model || !grad || !decision || !derivative || !column_sum || !eta || !model_intercept) {
+    double* last_derivative = malloc(sizeof(double) * (size_t)K);
+    if (!model || !grad || !decision || !derivative || !column_sum || !eta || !model_intercept ||
+        !last_derivative) {
         free(model); free(grad); free(decision); free(derivative); free(column_sum); free(eta);
-        free(model_intercept);
+        free(model_intercept); free(last_derivative);
         return 1;
     }
     const int shrinks = cfg->l2 != 0.0 || cfg->decay != 0.0;
@@ -212,6 +220,7 @@ static int FN(epoch_dense)(const SgdConfig* cfg, const SgdArrays* a) {
         // One pass over the batch: each row's decision, derivative and share of the gradient
         // (the weights do not move inside a batch, so the row's gradient can follow at once).
         const double inv_rows = 1.0 / (double)rows;
+        const REAL* last_x = X;
         for (int64_t k = 0; k < K; ++k) column_sum[k] = 0.0;
         memset(grad, 0, sizeof(double) * (size_t)(d * K));
         for (int64_t r = 0; r < rows; ++r) {
@@ -233,6 +242,10 @@ static int FN(epoch_dense)(const SgdConfig* cfg, const SgdArrays* a) {
                 g[k] *= inv_rows;
                 column_sum[k] += g[k];
             }
+            if (r + 1 == rows) {
+                last_x = x;
+                for (int64_t k = 0; k < K; ++k) last_derivative[k] = g[k];
+            }
             if (K == 1) {
                 const double g0 = g[0];
                 // a row whose loss is flat (hinge beyond the margin) adds nothing
@@ -243,6 +256,8 @@ static int FN(epoch_dense)(const SgdConfig* cfg, const SgdArrays* a) {
             }
         }
         step_rates(cfg, a, rows, eta);
+        // where the shrink is clamped, the last row's share alone (clamp_earlier_rows)
+        const int within = shrinks && rows > 1;
         for (int64_t j = 0; j < d; ++j) {
             const double s = inv_scale ? (double)inv_scale[j] : 1.0;
             const double m = mean ? (double)mean[j] : 0.0;
@@ -250,6 +265,10 @@ static int FN(epoch_dense)(const SgdConfig* cfg, const SgdArrays* a) {
             for (int64_t k = 0; k < K; ++k) {
                 double g = grad[j * K + k];
                 if (inv_scale) g = (g - m * column_sum[k]) * s;
+                if (within && shrink_factor(eta[k], l2 + cfg->decay) == 0.0) {
+                    const double share = (double)last_x[j] * last_derivative[k];
+                    g = inv_scale ? (share - m * last_derivative[k]) * s : share;
+                }
                 double w = (double)coef[j * K + k];
                 if (shrinks) w *= shrink_factor(eta[k], l2 + cfg->decay);
                 coef[j * K + k] = (REAL)(w - eta[k] * g);
@@ -269,7 +288,7 @@ static int FN(epoch_dense)(const SgdConfig* cfg, const SgdArrays* a) {
         FN(update_average)(cfg, a, rows, coef, intercept, d * K);
     }
     free(model); free(grad); free(decision); free(derivative); free(column_sum); free(eta);
-    free(model_intercept);
+    free(model_intercept); free(last_derivative);
     return 0;
 }
 
@@ -374,6 +393,7 @@ static int FN(epoch_sparse_direct)(const SgdConfig* cfg, const SgdArrays* a) {
         if (with_penalty) add_lazy_penalty(cfg, a, rows, scale, squares, absolute);
         batch_mean(derivative, rows, K, column_sum);
         step_rates(cfg, a, rows, eta);
+        clamp_earlier_rows(derivative, rows, K, eta, decay);
         int renormalise = 0;
         for (int64_t k = 0; k < K; ++k) {
             scale[k] *= shrink_factor(eta[k], decay);
@@ -513,6 +533,8 @@ static int FN(epoch_sparse)(const SgdConfig* cfg, const SgdArrays* a) {
         }
         if (cfg->with_penalty) add_lazy_penalty(cfg, a, rows, scale, squares, absolute);
         batch_mean(derivative, rows, K, column_sum);
+        step_rates(cfg, a, rows, eta);
+        clamp_earlier_rows(derivative, rows, K, eta, decay);
         memset(grad, 0, sizeof(double) * (size_t)(n_columns * K));
         for (int64_t r = 0; r < rows; ++r) {
             const int64_t row = a->order ? a->order[start + r] : start + r;
@@ -527,7 +549,6 @@ static int FN(epoch_sparse)(const SgdConfig* cfg, const SgdArrays* a) {
                 }
             }
         }
-        step_rates(cfg, a, rows, eta);
         int renormalise = 0;
         for (int64_t k = 0; k < K; ++k) {
             const double shrink = shrink_factor(eta[k], decay);

@@ -60,6 +60,7 @@
 #define CFG_CLIP_DLOSS 26     // bound on |dloss| per sample; 0: off
 #define CFG_WITH_PENALTY 27   // 1: the epoch objective adds each step's penalty (per column)
 #define CFG_MULTINOMIAL 28    // 1: softmax cross-entropy over the columns (dense X only)
+#define CFG_AVERAGE_DECAY 29  // 0: uniform average; eta > 0: polynomial decay (average_rate)
 #define CFG_SIZE 32
 
 // ---- ctx: device-resident loop state ----------------------------------------------------
@@ -239,7 +240,14 @@ __device__ void begin_step(const double* cfg, double* ctx, const double* column_
     if (n_rows > 0 && start > 0.0 && seen >= start)
         counted = seen - start + 1.0 < n_rows ? seen - start + 1.0 : (double)n_rows;
     ctx[CTX_STEP_AVERAGE_COUNT] = counted;
-    ctx[CTX_STEP_AVERAGE_RATE] = counted > 0.0 ? counted / (ctx[CTX_N_AVERAGED] + counted) : 0.0;
+    // uniform, or Shamir and Zhang's polynomial decay (the reference engine's average_rate)
+    const double averaged = ctx[CTX_N_AVERAGED] + counted, decay = cfg[CFG_AVERAGE_DECAY];
+    double rate = counted > 0.0 ? counted / averaged : 0.0;
+    if (counted > 0.0 && decay != 0.0) {
+        rate = (decay + 1.0) * counted / (averaged + decay * counted);
+        if (rate > 1.0) rate = 1.0;
+    }
+    ctx[CTX_STEP_AVERAGE_RATE] = rate;
 }
 
 // Sum over the block (fixed order), result broadcast to every thread.
@@ -529,12 +537,24 @@ __global__ void sgd_forward(const TX* __restrict__ X, const T* __restrict__ Y,
     }
     __syncthreads();
 
-    // partial gradient of this block, partial[block] = x^T g, and its column sums
+    // partial gradient of this block, partial[block] = x^T g, and its column sums. Without
+    // momentum, where the shrink max(0, 1 - lr decay) is clamped, the batch's last row's share
+    // alone (the reference engine's within_batch_gradient)
     T* out = partial + (size_t)blockIdx.x * d * k;
+    const double l2 = cfg[CFG_L2], decay = cfg[CFG_DECAY];
+    const bool within = cfg[CFG_MOMENTUM] == 0.0 && (l2 != 0.0 || decay != 0.0) && n_rows > 1;
+    const bool holds_last = mine > 0 && first + mine == n_rows;
+    const double t = ctx[CTX_SAMPLES] + 1.0;
     for (int e = tid; e < d * k; e += threads) {
         const int j = e / k, c = e - j * k;
         T acc = T(0);
         for (int r = 0; r < mine; ++r) acc += x[r * d + j] * g[r * k + c];
+        if (within) {
+            const double factor = inv_scale != nullptr ? (double)inv_scale[j] : 1.0;
+            const double lr = step_rate(schedule_rate(cfg, column_state, k, c, t), n_rows, cfg);
+            if (1.0 - lr * (l2 * factor * factor + decay) <= 0.0)
+                acc = holds_last ? x[(mine - 1) * d + j] * g[(mine - 1) * k + c] : T(0);
+        }
         out[e] = acc;
     }
     for (int c = tid; c < k; c += threads) {
@@ -796,12 +816,20 @@ __global__ void sgd_sparse_forward(const int* __restrict__ indptr, const int* __
     }
     __syncthreads();
     int* count = counters + (step & 1);
+    // without momentum, where the shrink is clamped, the last row's share alone (sgd_forward)
+    const bool within = cfg[CFG_MOMENTUM] == 0.0 && lazy_decay != 0.0 && n_rows > 1;
     for (int pair = tid; pair < mine * k; pair += threads) {
         const int r = pair / k, c = pair - r * k;
         const index_t row = sample[r];
+        T share = g[pair];
+        if (within && first + r + 1 < n_rows) {
+            const double lr = step_rate(
+                schedule_rate(cfg, column_state, k, c, ctx[CTX_SAMPLES] + 1.0), n_rows, cfg);
+            if (1.0 - lr * lazy_decay <= 0.0) share = T(0);
+        }
         for (int e = indptr[row]; e < indptr[row + 1]; ++e) {
             const int col = indices[e];
-            atomicAdd(&gradient[(size_t)col * k + c], (T)widen(values[e]) * g[pair]);
+            atomicAdd(&gradient[(size_t)col * k + c], (T)widen(values[e]) * share);
             if (c == 0 && atomicExch(&stamp[col], step) != step) touched[atomicAdd(count, 1)] = col;
         }
     }
