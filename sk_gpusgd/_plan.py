@@ -401,6 +401,9 @@ def finish_plan(plan: FitPlan, estimator, state: TrainingState, data: TrainingDa
         scaling=state.scaling if plan.step_scaling else None,
         average_start=plan.average_start,
         average_decay=AUTO_AVERAGE_DECAY if plan.automatic_average else 0.0,
+        # an automatic choice: sparse-valued rows (see stored_as_its_values) share few
+        # features, so a batch of them steps at least gain(m) per-sample rates
+        gain_floor=plan.sparse and estimator.batch_size == "auto",
     )
     plan.engine, plan.engine_note = engine_for(plan, xp, data, config)
     return config

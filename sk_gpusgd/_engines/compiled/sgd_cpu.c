@@ -46,7 +46,7 @@ typedef struct {
     double loss_parameter, eta0, alpha, power_t, optimal_offset;
     double mean_squared_norm, top_eigenvalue, curvature;
     double l2, l1, decay, intercept_scale;
-    double average_decay;
+    double average_decay, gain_floor;
 } SgdConfig;
 
 typedef struct {
@@ -227,19 +227,21 @@ static void step_rates(const SgdConfig* cfg, const SgdArrays* a, int64_t rows, d
     double rate = cfg->eta0;
     if (cfg->schedule == SCHEDULE_OPTIMAL) rate = 1.0 / (cfg->alpha * (cfg->optimal_offset + t - 1.0));
     if (cfg->schedule == SCHEDULE_INVSCALING) rate = cfg->eta0 / pow(t, cfg->power_t);
-    double best = 0.0;
+    double best = 0.0, floor_gain = 1.0;
     const int scaled = cfg->scaled && rows > 1;
     if (scaled) {
         const double beta = cfg->mean_squared_norm, lam = cfg->top_eigenvalue;
         const double gain = beta > 0 ? (double)rows * beta / (beta + lam * (double)(rows - 1)) : 1.0;
         best = gain / (cfg->curvature * beta);
+        // sparse rows: at least gain(m) per-sample steps (BatchScaling.step_rate)
+        if (cfg->gain_floor != 0.0) floor_gain = gain;
     }
     for (int64_t k = 0; k < cfg->n_outputs; ++k) {
         double eta_k = rate;
         if (cfg->schedule == SCHEDULE_ADAPTIVE && a->adaptive_eta) eta_k = a->adaptive_eta[k];
         if (scaled) {
             // min(rows * eta, max(eta, best)): linear scaling, capped by the batch's curvature
-            const double floor = eta_k > best ? eta_k : best;
+            const double floor = floor_gain * eta_k > best ? floor_gain * eta_k : best;
             const double linear = (double)rows * eta_k;
             eta_k = linear < floor ? linear : floor;
         }

@@ -61,6 +61,7 @@
 #define CFG_WITH_PENALTY 27   // 1: the epoch objective adds each step's penalty (per column)
 #define CFG_MULTINOMIAL 28    // 1: softmax cross-entropy over the columns (dense X only)
 #define CFG_AVERAGE_DECAY 29  // 0: uniform average; eta > 0: polynomial decay (average_rate)
+#define CFG_GAIN_FLOOR 30     // 1: a batch steps at least gain(m) per-sample rates (sparse rows)
 #define CFG_SIZE 32
 
 // ---- ctx: device-resident loop state ----------------------------------------------------
@@ -205,7 +206,8 @@ __device__ __forceinline__ double step_rate(double eta, double m, const double* 
     if (!(beta > 0.0) || m <= 1.0) return eta;
     const double gain = m * beta / (beta + lam * (m - 1.0));
     const double best = gain / (cfg[CFG_CURVATURE] * beta);
-    const double capped = best > eta ? best : eta;
+    const double floor = cfg[CFG_GAIN_FLOOR] != 0.0 ? gain * eta : eta;
+    const double capped = best > floor ? best : floor;
     return m * eta < capped ? m * eta : capped;
 }
 

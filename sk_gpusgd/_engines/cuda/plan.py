@@ -248,6 +248,7 @@ def config_vector(config, n_samples: int, shuffle_mode: int, seed: int) -> np.nd
     put("CFG_INTERCEPT_SCALE", config.intercept_scale)
     put("CFG_AVERAGE_START", config.average_start)
     put("CFG_AVERAGE_DECAY", config.average_decay)
+    put("CFG_GAIN_FLOOR", config.gain_floor)
     put("CFG_BATCH_SIZE", min(int(config.batch_size), n_samples))  # a larger batch is the data
     put("CFG_N_SAMPLES", n_samples)
     put("CFG_SHUFFLE", shuffle_mode)
