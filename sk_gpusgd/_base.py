@@ -59,7 +59,6 @@ from ._plan import (
     SPARSE_INTERCEPT_SCALE,
     finish_plan,
     plan_fit,
-    stored_as_its_values,
     warn_engine_note,
 )
 from ._sparse_coef import SparseCoefMixin
@@ -311,8 +310,7 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
         X, y = self._validate_training_input(X, y, reset=not continuing)
         xp = self._compute_namespace() if continuing else resolve_compute_namespace(self.device, X)
         sample_weight = self._checked_sample_weight(sample_weight, X)
-        X = stored_as_its_values(self, X, continuing)
-        plan = plan_fit(
+        plan, X = plan_fit(
             self, X, y, xp, partial=partial, fitted=fitted, classes=classes,
             has_sample_weight=sample_weight is not None,
         )  # fmt: skip

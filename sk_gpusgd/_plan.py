@@ -32,7 +32,13 @@ from ._backend import (
 )
 from ._core.losses import make_loss
 from ._core.precondition import feature_statistics
-from ._core.scaling import COMPILED_MIN_BATCH, BatchScaling, auto_batch_size, measure_scaling
+from ._core.scaling import (
+    COMPILED_MIN_BATCH,
+    BatchScaling,
+    auto_batch_is_one_row,
+    auto_batch_size,
+    measure_scaling,
+)
 from ._core.types import EngineConfig, TrainingData, TrainingState
 from ._engines import compiled
 from ._engines.array_api import ArrayApiEngine
@@ -146,7 +152,7 @@ class FitPlan:
 
 
 # ---------------------------------------------------------------- first stage
-def stored_as_its_values(estimator, X, continuing: bool):
+def stored_as_its_values(estimator, X, continuing: bool, n_train: int):
     """X in the storage its values call for, when the fit's choices are automatic.
 
     With ``batch_size='auto'`` and ``preconditioner='auto'`` what is decided
@@ -157,8 +163,19 @@ def stored_as_its_values(estimator, X, continuing: bool):
     dense and CSR copies of the same X give the same model. A stream keeps
     the storage of its first call (``_training_storage``). Host NumPy / SciPy and
     CuPy / cupyx X only; half precision stays dense (no sparse half precision).
+
+    Where the automatic batch is one row (fewer than 32 training rows, or a stream
+    whose first call had them) the fit is scikit-learn's own per-sample algorithm,
+    and the container keeps scikit-learn's meaning (the sparse intercept damping).
     """
     if estimator.batch_size != "auto" or estimator.preconditioner != "auto":
+        return X
+    one_row = (
+        getattr(estimator, "batch_size_", None) == 1
+        if continuing
+        else auto_batch_is_one_row(n_train)
+    )
+    if one_row:
         return X
     host = isinstance(X, np.ndarray) or sp.issparse(X)
     if not (host or is_cupy_array(X) or is_cupy_sparse(X)):
@@ -193,8 +210,9 @@ def value_density(X) -> float:
     return float(nonzero) / size
 
 
-def plan_fit(estimator, X, y, xp, *, partial, fitted, classes, has_sample_weight) -> FitPlan:
-    """The decisions that come before the data is converted (see :class:`FitPlan`).
+def plan_fit(estimator, X, y, xp, *, partial, fitted, classes, has_sample_weight):
+    """``(plan, X)``: the decisions that come before the data is converted (see
+    :class:`FitPlan`), and X in the storage the plan chose (:func:`stored_as_its_values`).
 
     ``X`` and ``y`` are validated, in their own namespace; ``xp`` is the compute
     namespace the call resolved; ``fitted`` says whether a previous call left a
@@ -204,6 +222,7 @@ def plan_fit(estimator, X, y, xp, *, partial, fitted, classes, has_sample_weight
     n_train = int(X.shape[0])
     if estimator.early_stopping and not partial:
         n_train -= int(np.ceil(estimator.validation_fraction * n_train))
+    X = stored_as_its_values(estimator, X, continuing, n_train)
     batch_size, statistics = batch_size_for(estimator, xp, n_train, continuing, X)
     chunk_rows = chunk_rows_for(estimator, xp, X, y, classes, has_sample_weight, batch_size)
     data_xp = xp if chunk_rows is None else np
@@ -221,7 +240,7 @@ def plan_fit(estimator, X, y, xp, *, partial, fitted, classes, has_sample_weight
         preconditioner = preconditioner_for(estimator, batch_size, sparse)
         automatic = averages_automatically(estimator, batch_size, sparse)
         average_start = int(estimator.average) or (n_train if automatic else 0)
-    return FitPlan(
+    plan = FitPlan(
         namespace=xp,
         data_namespace=data_xp,
         n_train=n_train,
@@ -237,6 +256,7 @@ def plan_fit(estimator, X, y, xp, *, partial, fitted, classes, has_sample_weight
         step_scaling=bool(estimator.scale_learning_rate),
         statistics=statistics,
     )
+    return plan, X
 
 
 def batch_size_for(estimator, xp, n_samples: int, continuing: bool, X=None):

@@ -247,6 +247,12 @@ GPU_BATCH_SIZE = 2048
 MIN_STEPS_PER_EPOCH = 16
 
 
+def auto_batch_is_one_row(n_samples: int) -> bool:
+    """Whether ``batch_size='auto'`` takes one row a step whatever the data: fewer than
+    ``2 * MIN_STEPS_PER_EPOCH`` rows (see :func:`auto_batch_size`)."""
+    return n_samples // MIN_STEPS_PER_EPOCH <= 1
+
+
 def auto_batch_size(
     n_samples: int, on_gpu: bool, critical_batch: float | None = None, min_batch: int = 1
 ) -> int:
