@@ -16,3 +16,19 @@ def emulated():
     from sk_gpusgd._engines.cuda.launcher import EmulatedBackend
 
     return EmulatedBackend()
+
+
+@pytest.fixture
+def kernel_runs(monkeypatch):
+    """Count the fits the CUDA kernels trained (emulated or on a GPU)."""
+    from sk_gpusgd._engines.cuda import driver
+
+    calls = []
+    original = driver.CudaEngine.start
+
+    def counting_start(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(driver.CudaEngine, "start", counting_start)
+    return calls

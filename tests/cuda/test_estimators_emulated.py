@@ -17,20 +17,6 @@ from sk_gpusgd._engines.cuda import driver
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
-@pytest.fixture
-def kernel_runs(monkeypatch):
-    """Count the fits the kernel driver trained."""
-    calls = []
-    original = driver.CudaEngine.start
-
-    def counting_start(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(driver.CudaEngine, "start", counting_start)
-    return calls
-
-
 @pytest.fixture(scope="module")
 def classification():
     X, y = make_classification(

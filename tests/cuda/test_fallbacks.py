@@ -57,19 +57,6 @@ def _assert_reference(model, X, y):
     assert model.n_iter_ == n_iter
 
 
-@pytest.fixture
-def kernel_runs(monkeypatch):
-    calls = []
-    original = driver.CudaEngine.start
-
-    def counting_start(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(driver.CudaEngine, "start", counting_start)
-    return calls
-
-
 def test_the_kernels_train_without_a_warning(problem, monkeypatch, kernel_runs):
     X, y = problem
     monkeypatch.setenv(driver.ENV_EMULATE, "1")
