@@ -34,6 +34,8 @@ from ._core.types import EngineConfig, TrainingData, TrainingState
 from ._engines import compiled
 from ._engines.array_api import ArrayApiEngine
 from ._engines.cuda.driver import CudaEngine, fused_reason, kernels_wanted, warn_fallback
+from ._engines.reference import dense_epoch
+from ._engines.sparse import sparse_epoch
 from ._engines.streaming import (
     FREE_MEMORY_SHARE,
     StreamingEngine,
@@ -346,6 +348,18 @@ def engine_for(plan: FitPlan, xp, data: TrainingData, config: EngineConfig):
     if reason is not None:
         return reference, reason
     return CudaEngine(fallback=reference), None
+
+
+def batched_engine(plan: FitPlan) -> ArrayApiEngine:
+    """The engine of a batched search's group (candidates as column blocks of one fit).
+
+    The array-API epoch (:mod:`._engines.reference` for dense X, :mod:`._engines.sparse`
+    for CSR), in the plan's namespace: NumPy on the CPU, CuPy on the GPU. Its numbers
+    broadcast per column; the compiled C epoch and the CUDA kernels take one value
+    of each number per fit, so they train a group only when it has one candidate.
+    """
+    epoch = sparse_epoch if plan.sparse else dense_epoch
+    return ArrayApiEngine(epoch_runner=epoch)
 
 
 def warn_engine_note(plan: FitPlan) -> None:

@@ -94,6 +94,12 @@ def _is_set(value) -> bool:
     return not isinstance(value, float) or value != 0.0
 
 
+def is_set(value) -> bool:
+    """Whether a penalty is on: a nonzero float, or an array (one value per column or
+    feature; a zero entry is an exact no-op where it is applied)."""
+    return _is_set(value)
+
+
 def momentum_step(xp, weights, grad, buffer, learning_rate, config, l2=0.0, decay=0.0):  # noqa: PLR0913
     """One update of ``weights`` from ``grad``; returns ``(weights, buffer)``.
 

@@ -14,7 +14,7 @@ from array_api_compat import device as array_device
 
 from .._backend import to_namespace
 from .losses import Loss
-from .optim import OptimizerConfig
+from .optim import OptimizerConfig, is_set
 from .precondition import to_internal, to_model
 from .scaling import BatchScaling
 from .schedules import Schedule
@@ -56,6 +56,13 @@ class EngineConfig:
     scaling : BatchScaling or None
         How a batch's step grows with its row count; None is the plain batch
         mean at the per-sample rate (the gain is 1).
+    column_max_epochs : ndarray or None
+        One epoch limit per output column (a batched search's ``max_iter``): a
+        column stops once it ran that many epochs. None: ``max_epochs`` for all.
+
+    A batched search (several candidates side by side as column blocks) gives
+    ``tol``, the schedule's and the optimizer's numbers as arrays of one value per
+    column; ``tol=-inf`` in a column is ``tol=None`` there.
     """
 
     loss: Loss
@@ -71,6 +78,7 @@ class EngineConfig:
     compute_dtype: Any = None
     verbose: int = 0
     scaling: BatchScaling | None = None
+    column_max_epochs: Any = None
 
     def step_rate(self, xp, eta, n_rows: int):
         """The rate of a step over ``n_rows`` rows from the per-sample rate ``eta``.
@@ -180,6 +188,11 @@ class RunReport:
     n_epochs: int = 0
     loss_curve: list = field(default_factory=list)
     converged: bool = False
+    # per output column: the epochs it trained, whether its stopping rule stopped it,
+    # and each epoch's mean loss (what a batched search publishes per candidate)
+    column_epochs: Any = None
+    column_converged: Any = None
+    column_losses: list = field(default_factory=list)
 
 
 class DivergenceError(ValueError):
@@ -214,7 +227,7 @@ class EpochTotals:
         self.with_penalty = (
             not config.schedule.passive_aggressive
             and (config.tol is not None or config.verbose > 0)
-            and bool(config.optimizer.l2 or config.optimizer.l1)
+            and (is_set(config.optimizer.l2) or is_set(config.optimizer.l1))
         )
         self.loss = 0.0
         self.penalty = 0.0
