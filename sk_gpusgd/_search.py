@@ -121,8 +121,19 @@ def _fit_together(models, X, y, sample_weight):
     config = finish_plan(plan, template, state, data)
     config = _batched_config(xp, config, models, plan, n_outputs, state.coef)
     max_epochs = max(int(model.max_iter) for model in models)
+    engine = batched_engine(plan)
+    l1_totals = []
+    epoch = engine.epoch_runner
+
+    def recorded(xp, state, *arguments):
+        totals = epoch(xp, state, *arguments)
+        # the cumulative L1 of each epoch: a candidate publishes the one of its last
+        l1_totals.append(state.l1_total)
+        return totals
+
+    engine.epoch_runner = recorded
     report = train(
-        batched_engine(plan),
+        engine,
         xp,
         state,
         data,
@@ -132,7 +143,7 @@ def _fit_together(models, X, y, sample_weight):
     )
     for index, model in enumerate(models):
         block = slice(index * n_outputs, (index + 1) * n_outputs)
-        _publish(xp, model, plan, state, report, block, X)
+        _publish(xp, model, plan, state, report, block, X, l1_totals)
     return models
 
 
@@ -207,6 +218,7 @@ def _batched_config(xp, config, models, plan, n_outputs, like):
         loss = BlockLoss(loss.name, inner=loss, blocks=len(models))
     return replace(
         config,
+        n_candidates=len(models),
         loss=loss,
         schedule=schedule,
         optimizer=optimizer,
@@ -221,7 +233,7 @@ def _array_device(array):
     return device(array)
 
 
-def _publish(xp, model, plan, state, report, block, X):
+def _publish(xp, model, plan, state, report, block, X, l1_totals):
     """Candidate ``model``'s columns of the group's state, as its own fit publishes them."""
     epochs = int(np.max(report.column_epochs[block]))
     converged = bool(np.all(report.column_converged[block]))
@@ -236,10 +248,12 @@ def _publish(xp, model, plan, state, report, block, X):
             return value
         return xp.asarray(value[..., block], copy=True)
 
-    l1_total = state.l1_total
+    l1_total = l1_totals[epochs - 1] if l1_totals else state.l1_total
     if hasattr(l1_total, "shape") and l1_total.ndim == 1:
+        # a single fit's float: its columns share one rate (its longest column's value)
         values = np.asarray(to_namespace(l1_total[block], np), dtype=np.float64)
-        l1_total = float(values[0]) if np.all(values == values[0]) else columns(l1_total)
+        last = int(np.argmax(report.column_epochs[block]))
+        l1_total = float(values[last]) if len(set(values.tolist())) > 1 else float(values[0])
     adaptive = state.adaptive_eta
     if adaptive is not None:
         adaptive = tuple(adaptive[block])

@@ -59,6 +59,8 @@ class EngineConfig:
     column_max_epochs : ndarray or None
         One epoch limit per output column (a batched search's ``max_iter``): a
         column stops once it ran that many epochs. None: ``max_epochs`` for all.
+    n_candidates : int
+        Models trained side by side as blocks of columns (a batched search); 1 for a fit.
 
     A batched search (several candidates side by side as column blocks) gives
     ``tol``, the schedule's and the optimizer's numbers as arrays of one value per
@@ -79,6 +81,7 @@ class EngineConfig:
     verbose: int = 0
     scaling: BatchScaling | None = None
     column_max_epochs: Any = None
+    n_candidates: int = 1
 
     def step_rate(self, xp, eta, n_rows: int):
         """The rate of a step over ``n_rows`` rows from the per-sample rate ``eta``.
@@ -254,7 +257,9 @@ class FrozenColumns:
     weights and optimizer state are put back as they were when it stopped.
     """
 
-    def __init__(self, xp, state: TrainingState, active):
+    def __init__(self, xp, state: TrainingState, active, running=()):
+        # ``running``: state fields that go on for stopped columns, as a single fit's
+        # shared float clock does (a batched search's per-column ``l1_total``)
         self.active = np.asarray(active, dtype=bool)
         self.mask = None
         self.saved = {}
@@ -267,7 +272,7 @@ class FrozenColumns:
         self.saved = {
             name: xp.asarray(value, copy=True)
             for name, value in state.arrays().items()
-            if value.ndim >= 1 and value.shape[-1] == self.active.shape[0]
+            if value.ndim >= 1 and value.shape[-1] == self.active.shape[0] and name not in running
         }
 
     def masked(self, weights):
