@@ -350,6 +350,21 @@ def engine_for(plan: FitPlan, xp, data: TrainingData, config: EngineConfig):
     return CudaEngine(fallback=reference), None
 
 
+def trains_candidates_together(estimator, X, xp) -> bool:
+    """Whether a batched search trains this candidate's group as one fit (else one by one).
+
+    Together wherever the fit would run the array-API epoch anyway (CuPy and other
+    device namespaces, softmax models, options the compiled epoch lacks): one pass
+    over the rows then serves every candidate. Not where the compiled C epoch covers
+    the fit on NumPy: it runs a whole epoch in C, faster than the array-API epoch over
+    all candidates' columns (which steps from Python), until the C epoch takes
+    per-column numbers itself.
+    """
+    if getattr(estimator, "multi_class", None) == "multinomial":
+        return True  # the softmax (more than two classes) has no compiled epoch
+    return not (xp is np and compiled_covers_fit(estimator, X) and compiled.available())
+
+
 def batched_engine(plan: FitPlan) -> ArrayApiEngine:
     """The engine of a batched search's group (candidates as column blocks of one fit).
 

@@ -27,13 +27,22 @@ from ._core.schedules import Schedule
 from ._core.types import DivergenceError, RunReport, TrainingData, TrainingState
 from ._engines.loop import train
 from ._params import warn_deprecated_parameters
-from ._plan import batched_engine, compiled_covers_fit, finish_plan, plan_fit
+from ._plan import (
+    batched_engine,
+    compiled_covers_fit,
+    finish_plan,
+    plan_fit,
+    trains_candidates_together,
+)
 
 # parameters that only change a step's numbers, never which rows it sees
 BATCHED_PARAMETERS = frozenset(
     {"alpha", "l1_ratio", "penalty", "eta0", "power_t", "class_weight", "tol", "max_iter",
      "weight_decay"}
 )  # fmt: skip
+# the plan's rule: where the compiled C epoch covers a fit, its candidates train one by one
+# (False trains every group together, as the tests of the batched numerics do)
+COMPILED_FIRST = True
 
 
 def group_key(estimator, X) -> str | None:
@@ -48,6 +57,13 @@ def group_key(estimator, X) -> str | None:
         return None
     if params["learning_rate"] in ("pa1", "pa2"):
         return None
+    if COMPILED_FIRST:
+        try:
+            xp = resolve_compute_namespace(estimator.device, X)
+            if not trains_candidates_together(estimator, X, xp):
+                return None
+        except (TypeError, ValueError, AttributeError):
+            return None
     shared = {name: value for name, value in params.items() if name not in BATCHED_PARAMETERS}
     # the automatic batch size is measured where the compiled epoch runs the fit
     covered = compiled_covers_fit(estimator, X) if params["batch_size"] == "auto" else None

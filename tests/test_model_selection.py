@@ -11,7 +11,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sk_gpusgd import GPUSGDClassifier, GPUSGDRegressor
+from sk_gpusgd import GPUSGDClassifier, GPUSGDRegressor, _search
 from sk_gpusgd._search import fit_group, group_candidates
 from sk_gpusgd.model_selection import GridSearchCV, RandomizedSearchCV
 
@@ -25,6 +25,12 @@ MIXED = [
     {"alpha": 1e-3, "power_t": 0.6, "learning_rate": "invscaling", "eta0": 0.05},
     {"alpha": 1e-3, "weight_decay": 1e-3, "max_iter": 3},
 ]
+
+
+@pytest.fixture(autouse=True)
+def every_group_batched(monkeypatch):
+    """Train every group together, also where the plan trains compiled fits one by one."""
+    monkeypatch.setattr(_search, "COMPILED_FIRST", False)
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +112,20 @@ def test_each_candidate_equals_its_own_fit(problem, target, estimator, sparse):
                     rtol=RTOL,
                     atol=1e-9,
                 )
+
+
+def test_compiled_fits_train_one_by_one(problem, monkeypatch):
+    monkeypatch.setattr(_search, "COMPILED_FIRST", True)
+    X, y = problem["X"], problem["multiclass"]
+    candidates = [{"alpha": 1e-3}, {"alpha": 1e-2}]
+    # the compiled epoch covers one-vs-rest on NumPy: one by one
+    assert len(group_candidates(GPUSGDClassifier(), candidates, X)) == 2
+    # softmax runs the array-API epoch anyway: together
+    softmax = GPUSGDClassifier(multi_class="multinomial", loss="log_loss")
+    assert len(group_candidates(softmax, candidates, X)) == 1
+    search = GridSearchCV(GPUSGDClassifier(random_state=0), {"alpha": [1e-3, 1e-2]}, cv=2)
+    search.fit(X, y)
+    assert search.search_groups_ == []
 
 
 def test_candidates_that_change_the_rows_train_apart(problem):
