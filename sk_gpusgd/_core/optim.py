@@ -97,7 +97,9 @@ def _is_set(value) -> bool:
 def is_set(value) -> bool:
     """Whether a penalty is on: a nonzero float, or an array (one value per column or
     feature; a zero entry is an exact no-op where it is applied)."""
-    return _is_set(value)
+    if isinstance(value, (int, float)):
+        return value != 0
+    return True
 
 
 def momentum_step(xp, weights, grad, buffer, learning_rate, config, l2=0.0, decay=0.0):  # noqa: PLR0913
