@@ -25,6 +25,7 @@ try:  # scikit-learn >= 1.8
 except ImportError:  # pragma: no cover - older scikit-learn has no such rule
     check_same_namespace = None
 
+
 from ._backend import (
     DEVICE_OPTIONS,
     cuda_available,
@@ -61,6 +62,7 @@ from ._plan import (
     plan_fit,
     warn_engine_note,
 )
+from ._prefit import take as take_prefitted
 from ._sparse_coef import SparseCoefMixin
 from ._validation import (
     check_device_features,
@@ -274,6 +276,12 @@ class BaseSGD(SparseCoefMixin, BaseEstimator):
     # -------------------------------------------------------------- training
     def _fit(self, X, y, **options):
         """Train; a fit that fails or is interrupted leaves the estimator as it was."""
+        if not options["partial"] and options["coef_init"] is None:
+            # inside a batched search: the model of these parameters on these rows
+            prefitted = take_prefitted(self, X, y, options["sample_weight"])
+            if prefitted is not None and options["intercept_init"] is None:
+                self.__dict__.update(prefitted.__dict__)
+                return self
         before = dict(self.__dict__)
         try:
             self._densify_before_fit()

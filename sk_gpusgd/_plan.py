@@ -43,6 +43,8 @@ from ._core.types import EngineConfig, TrainingData, TrainingState
 from ._engines import compiled
 from ._engines.array_api import ArrayApiEngine
 from ._engines.cuda.driver import CudaEngine, fused_reason, kernels_wanted, warn_fallback
+from ._engines.reference import dense_epoch
+from ._engines.sparse import sparse_epoch
 from ._engines.streaming import (
     FREE_MEMORY_SHARE,
     StreamingEngine,
@@ -440,6 +442,33 @@ def engine_for(plan: FitPlan, xp, data: TrainingData, config: EngineConfig):
     if reason is not None:
         return reference, reason
     return CudaEngine(fallback=reference), None
+
+
+def trains_candidates_together(estimator, X, xp) -> bool:
+    """Whether a batched search trains this candidate's group as one fit (else one by one).
+
+    Together wherever the fit would run the array-API epoch anyway (CuPy and other
+    device namespaces, softmax models, options the compiled epoch lacks): one pass
+    over the rows then serves every candidate. Not where the compiled C epoch covers
+    the fit on NumPy: it runs a whole epoch in C, faster than the array-API epoch over
+    all candidates' columns (which steps from Python), until the C epoch takes
+    per-column numbers itself.
+    """
+    if getattr(estimator, "multi_class", None) == "multinomial":
+        return True  # the softmax (more than two classes) has no compiled epoch
+    return not (xp is np and compiled_covers_fit(estimator, X) and compiled.available())
+
+
+def batched_engine(plan: FitPlan) -> ArrayApiEngine:
+    """The engine of a batched search's group (candidates as column blocks of one fit).
+
+    The array-API epoch (:mod:`._engines.reference` for dense X, :mod:`._engines.sparse`
+    for CSR), in the plan's namespace: NumPy on the CPU, CuPy on the GPU. Its numbers
+    broadcast per column; the compiled C epoch and the CUDA kernels take one value
+    of each number per fit, so they train a group only when it has one candidate.
+    """
+    epoch = sparse_epoch if plan.sparse else dense_epoch
+    return ArrayApiEngine(epoch_runner=epoch)
 
 
 def warn_engine_note(plan: FitPlan) -> None:

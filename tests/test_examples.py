@@ -55,6 +55,7 @@ EXPECTED_OUTPUT = {
     "plot_grid_search.py": "held-out accuracy",
     "plot_partial_fit_streaming.py": "after 20 chunks",
     "plot_benchmark_results.py": "variants",
+    "plot_search_validation_curve.py": "groups trained together",
 }
 DEDICATED_TESTS = {"plot_optimizer_curves.py", "plot_minibatch_sgd_tutorial.py"}
 

@@ -91,7 +91,7 @@ def shrink_factor(xp, learning_rate, decay: float):
 
 def shrinks_within_batch(config: OptimizerConfig) -> bool:
     """Whether a step's decays are shrinks (no momentum), clamped at zero."""
-    return not config.uses_momentum and bool(config.l2 or config.decoupled_decay)
+    return not config.uses_momentum and (is_set(config.l2) or is_set(config.decoupled_decay))
 
 
 def clamped_within_batch(xp, learning_rate, decay):
@@ -130,6 +130,14 @@ def within_batch_gradient(grad, last, clamped):
 def _is_set(value) -> bool:
     """A decay given as a float is off at 0; one given per feature (an array) is on."""
     return not isinstance(value, float) or value != 0.0
+
+
+def is_set(value) -> bool:
+    """Whether a penalty is on: a nonzero float, or an array (one value per column or
+    feature; a zero entry is an exact no-op where it is applied)."""
+    if isinstance(value, (int, float)):
+        return value != 0
+    return True
 
 
 def momentum_step(xp, weights, grad, buffer, learning_rate, config, l2=0.0, decay=0.0):  # noqa: PLR0913

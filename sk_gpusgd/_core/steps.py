@@ -11,7 +11,7 @@ import numpy as np
 from array_api_compat import device as array_device
 
 from .._backend import is_sparse
-from .optim import OptimizerConfig, clip_gradient, l1_truncate, momentum_step
+from .optim import OptimizerConfig, clip_gradient, is_set, l1_truncate, momentum_step
 from .types import MAX_DLOSS, EngineConfig, TrainingData, TrainingState
 
 
@@ -65,18 +65,36 @@ def loss_gradient(xp, decision, targets, weights, X_batch, config: EngineConfig)
         derivative = xp.clip(derivative, -MAX_DLOSS, MAX_DLOSS)
     if weights is not None and config.loss.joint:
         # a coupled (softmax) row takes the weight of its true class
-        weights = xp.sum(xp.where(targets > 0, weights, 0.0), axis=1, keepdims=True)
+        weights = true_class_weights(xp, targets, weights, getattr(config.loss, "blocks", 1))
     if weights is not None:
         derivative = derivative * weights
     return column_sums(xp, loss_values), derivative
 
 
+def true_class_weights(xp, targets, weights, blocks: int = 1):
+    """The weight of each row's true class, per softmax block of columns.
+
+    ``blocks`` coupled models side by side (a batched search's candidates) each take
+    their own true class's weight; with one block this is a column of shape (batch, 1).
+    """
+    picked = xp.where(targets > 0, weights, 0.0)
+    if blocks == 1:
+        return xp.sum(picked, axis=1, keepdims=True)
+    n_rows, n_columns = picked.shape
+    width = n_columns // blocks
+    per_block = xp.sum(xp.reshape(picked, (n_rows, blocks, width)), axis=2, keepdims=True)
+    return xp.reshape(xp.broadcast_to(per_block, (n_rows, blocks, width)), (n_rows, n_columns))
+
+
 def penalty_columns(xp, coef, optimizer: OptimizerConfig):
-    """The penalty of each output column: ``l2 / 2 ||w_k||^2 + l1 ||w_k||_1``."""
+    """The penalty of each output column: ``l2 / 2 ||w_k||^2 + l1 ||w_k||_1``.
+
+    ``l2`` and ``l1`` are floats, or arrays of one value per column (a batched search).
+    """
     value = None
-    if optimizer.l2:
+    if is_set(optimizer.l2):
         value = (0.5 * optimizer.l2) * xp.sum(coef * coef, axis=0)
-    if optimizer.l1:
+    if is_set(optimizer.l1):
         l1 = optimizer.l1 * xp.sum(xp.abs(coef), axis=0)
         value = l1 if value is None else value + l1
     return value
@@ -94,7 +112,7 @@ def apply_step(xp, state: TrainingState, grad_coef, grad_intercept, eta, config)
     l2, l1_factor = opt.l2, 1.0
     if state.preconditioned:
         l1_factor = state.feature_inv_scale[:, None]
-        if opt.l2:
+        if is_set(opt.l2):
             l2 = opt.l2 * (l1_factor * l1_factor)
     state.coef, state.coef_buffer = momentum_step(
         xp,
@@ -107,7 +125,7 @@ def apply_step(xp, state: TrainingState, grad_coef, grad_intercept, eta, config)
         decay=opt.decoupled_decay,
     )
     step_intercept(xp, state, grad_intercept, eta, config)
-    if opt.l1:
+    if is_set(opt.l1):
         state.l1_total = state.l1_total + eta * opt.l1
         if state.l1_applied is None:
             state.l1_applied = xp.zeros_like(state.coef)
@@ -200,14 +218,28 @@ def keep_the_better_of_average_and_iterate(xp, state: TrainingState, data: Train
         if penalty is not None:
             objective = objective + penalty
         if config.loss.joint:
-            objective = xp.sum(objective) + xp.zeros_like(objective)
+            # coupled columns decide together: per candidate's block in a batched search
+            blocks = xp.reshape(objective, (config.n_candidates, -1))
+            total = xp.sum(blocks, axis=1, keepdims=True) + xp.zeros_like(blocks)
+            objective = xp.reshape(total, (-1,))
         objectives.append(objective)
     # better by an improvement the stopping rule would count (tol), or at all without one
-    iterate_better = objectives[1] < objectives[0] - (config.tol or 0.0)
+    iterate_better = objectives[1] < objectives[0] - _tolerance(xp, config.tol, objectives[0])
     if not bool(xp.any(iterate_better)):
         return
     state.average_coef = xp.where(iterate_better, state.coef, state.average_coef)
     state.average_intercept = xp.where(iterate_better, state.intercept, state.average_intercept)
+
+
+def _tolerance(xp, tol, like):
+    """``tol`` as an improvement threshold: 0 for None (one per column in a batched
+    search, where ``-inf`` stands for None)."""
+    if tol is None:
+        return 0.0
+    if isinstance(tol, (int, float)):
+        return float(tol)
+    values = np.where(np.isfinite(np.asarray(tol, dtype=np.float64)), tol, 0.0)
+    return xp.asarray(values, dtype=like.dtype)
 
 
 def current_learning_rate(xp, state: TrainingState, config: EngineConfig, n_rows: int):
@@ -224,6 +256,11 @@ def current_learning_rate(xp, state: TrainingState, config: EngineConfig, n_rows
             np.asarray(adaptive), dtype=state.coef.dtype, device=array_device(state.coef)
         )
     eta = config.schedule.learning_rate(state.samples_seen + 1, adaptive)
+    if isinstance(eta, np.ndarray):
+        # per-column schedule parameters (a batched search): the rate in float64 on the
+        # host, as a single fit computes its float, then one array in the weights' dtype
+        eta = config.step_rate(np, eta, n_rows)
+        return xp.asarray(eta, dtype=state.coef.dtype, device=array_device(state.coef))
     return config.step_rate(xp, eta, n_rows)
 
 

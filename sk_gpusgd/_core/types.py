@@ -14,7 +14,7 @@ from array_api_compat import device as array_device
 
 from .._backend import to_namespace
 from .losses import Loss
-from .optim import OptimizerConfig
+from .optim import OptimizerConfig, is_set
 from .precondition import to_internal, to_model
 from .scaling import BatchScaling
 from .schedules import Schedule
@@ -62,6 +62,15 @@ class EngineConfig:
     gain_floor : bool
         A batch's step is at least ``gain(m)`` per-sample rates (sparse rows),
         else at least one (see :meth:`BatchScaling.step_rate`).
+    column_max_epochs : ndarray or None
+        One epoch limit per output column (a batched search's ``max_iter``): a
+        column stops once it ran that many epochs. None: ``max_epochs`` for all.
+    n_candidates : int
+        Models trained side by side as blocks of columns (a batched search); 1 for a fit.
+
+    A batched search (several candidates side by side as column blocks) gives
+    ``tol``, the schedule's and the optimizer's numbers as arrays of one value per
+    column; ``tol=-inf`` in a column is ``tol=None`` there.
     """
 
     loss: Loss
@@ -79,6 +88,8 @@ class EngineConfig:
     verbose: int = 0
     scaling: BatchScaling | None = None
     gain_floor: bool = False
+    column_max_epochs: Any = None
+    n_candidates: int = 1
 
     def step_rate(self, xp, eta, n_rows: int):
         """The rate of a step over ``n_rows`` rows from the per-sample rate ``eta``.
@@ -188,6 +199,11 @@ class RunReport:
     n_epochs: int = 0
     loss_curve: list = field(default_factory=list)
     converged: bool = False
+    # per output column: the epochs it trained, whether its stopping rule stopped it,
+    # and each epoch's mean loss (what a batched search publishes per candidate)
+    column_epochs: Any = None
+    column_converged: Any = None
+    column_losses: list = field(default_factory=list)
 
 
 class DivergenceError(ValueError):
@@ -222,7 +238,7 @@ class EpochTotals:
         self.with_penalty = (
             not config.schedule.passive_aggressive
             and (config.tol is not None or config.verbose > 0)
-            and bool(config.optimizer.l2 or config.optimizer.l1)
+            and (is_set(config.optimizer.l2) or is_set(config.optimizer.l1))
         )
         self.loss = 0.0
         self.penalty = 0.0
@@ -249,7 +265,9 @@ class FrozenColumns:
     weights and optimizer state are put back as they were when it stopped.
     """
 
-    def __init__(self, xp, state: TrainingState, active):
+    def __init__(self, xp, state: TrainingState, active, running=()):
+        # ``running``: state fields that go on for stopped columns, as a single fit's
+        # shared float clock does (a batched search's per-column ``l1_total``)
         self.active = np.asarray(active, dtype=bool)
         self.mask = None
         self.saved = {}
@@ -262,7 +280,7 @@ class FrozenColumns:
         self.saved = {
             name: xp.asarray(value, copy=True)
             for name, value in state.arrays().items()
-            if value.ndim >= 1 and value.shape[-1] == self.active.shape[0]
+            if value.ndim >= 1 and value.shape[-1] == self.active.shape[0] and name not in running
         }
 
     def masked(self, weights):

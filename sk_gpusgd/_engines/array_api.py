@@ -105,7 +105,8 @@ class ArrayApiEpochs:
         return epoch_summary(xp, state, totals, data.n_samples)
 
     def freeze(self, state, active) -> None:
-        self.frozen = FrozenColumns(self.xp, state, active)
+        running = ("l1_total",) if self.config.n_candidates > 1 else ()
+        self.frozen = FrozenColumns(self.xp, state, active, running=running)
 
     def adaptive_changed(self, state) -> None:
         """The epochs read ``state.adaptive_eta`` themselves."""

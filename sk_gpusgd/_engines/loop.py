@@ -135,7 +135,9 @@ def _train_on(
     n_outputs = int(data.targets.shape[1])
     rule = StoppingRule(config, n_outputs, early_stopping=validation_score is not None)
     if state.adaptive_eta is None and config.schedule.kind == "adaptive":
-        state.adaptive_eta = (float(config.schedule.eta0),) * n_outputs
+        # eta0 is a float, or one value per column (a batched search)
+        eta0 = np.broadcast_to(np.asarray(config.schedule.eta0, dtype=np.float64), (n_outputs,))
+        state.adaptive_eta = tuple(float(value) for value in eta0)
     progress = FitProgress(config.verbose, max_epochs, data.n_samples)
     with engine.start(xp, state, data, config, random_state, max_epochs) as epochs:
         for _ in range(max_epochs):
@@ -151,12 +153,27 @@ def _train_on(
                 raise DivergenceError(str(error), epoch=epoch) from error
             if outcome.adaptive_changed:
                 epochs.adaptive_changed(state)
+            if not outcome.converged and config.column_max_epochs is not None:
+                outcome = stop_expired_columns(rule, config, epoch, outcome)
             if outcome.converged:
                 break
             if outcome.froze:
                 epochs.freeze(state, rule.active)
     progress.finished(xp, state, config.batch_size)
+    report.column_epochs = rule.epochs.copy()
+    report.column_converged = rule.converged.copy()
     return report
+
+
+def stop_expired_columns(rule: StoppingRule, config: EngineConfig, epoch: int, outcome):
+    """Stop the columns that ran their own epoch limit (``config.column_max_epochs``)."""
+    expired = rule.active & (epoch >= np.asarray(config.column_max_epochs))
+    if not expired.any():
+        return outcome
+    rule.active &= ~expired
+    if not rule.active.any():
+        return EpochOutcome(converged=True, adaptive_changed=outcome.adaptive_changed)
+    return EpochOutcome(froze=True, adaptive_changed=outcome.adaptive_changed)
 
 
 @dataclass
@@ -201,6 +218,8 @@ def close_epoch(
             epoch=epoch,
         )
     report.loss_curve.append(float(mean_loss.sum()))
+    rule.epochs[rule.active] = epoch
+    report.column_losses.append(np.array(mean_loss, dtype=np.float64))
     score = validation_score(state) if validation_score is not None else None
     eta = None
     if config.verbose >= 2:
@@ -219,8 +238,14 @@ def close_epoch(
         return outcome
     watched = objective if score is None else np.atleast_1d(score)
     if config.loss.joint if joint is None else joint:
-        # coupled columns converge together: one rule on their total
-        watched = np.sum(objective) if score is None else np.mean(score)
+        # coupled columns converge together: one rule on their total (per block of
+        # columns when a batched search trains several coupled models side by side)
+        blocks = getattr(config.loss, "blocks", 1)
+        if blocks > 1 and score is None:
+            totals = np.sum(np.reshape(objective, (blocks, -1)), axis=1)
+            watched = np.repeat(totals, objective.shape[0] // blocks)
+        else:
+            watched = np.sum(objective) if score is None else np.mean(score)
     stalled = rule.update(watched)
     newly_stopped = np.zeros(rule.active.shape, dtype=bool)
     adaptive = None if state.adaptive_eta is None else list(state.adaptive_eta)
@@ -235,6 +260,7 @@ def close_epoch(
         outcome.adaptive_changed = True
     if newly_stopped.any():
         rule.active &= ~newly_stopped
+        rule.converged |= newly_stopped
         if not rule.active.any():
             outcome.converged = True
             report.converged = True
@@ -261,6 +287,9 @@ class StoppingRule:
         self.best = np.full(n_outputs, -math.inf if early_stopping else math.inf)
         self.no_improvement = np.zeros(n_outputs, dtype=int)
         self.active = np.ones(n_outputs, dtype=bool)
+        # per column: the epochs it trained, and whether this rule stopped it
+        self.epochs = np.zeros(n_outputs, dtype=int)
+        self.converged = np.zeros(n_outputs, dtype=bool)
 
     def update(self, values) -> np.ndarray:
         """Record an epoch's per-column values; returns the active columns out of patience."""

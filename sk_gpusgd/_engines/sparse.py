@@ -35,6 +35,7 @@ from .._backend import is_cupy_namespace
 from .._core.optim import (
     clamped_within_batch,
     clip_gradient,
+    is_set,
     l1_truncate,
     momentum_step,
     shrink_factor,
@@ -124,7 +125,7 @@ def sparse_epoch(
     coef = state.coef
     if opt.uses_momentum and state.coef_buffer is None:
         state.coef_buffer = xp.zeros_like(coef)
-    if opt.l1 and state.l1_applied is None:
+    if is_set(opt.l1) and state.l1_applied is None:
         state.l1_applied = xp.zeros_like(coef)
     # one scale per output column: 'adaptive' columns can have their own rates
     scale = 1.0
@@ -145,7 +146,7 @@ def sparse_epoch(
         sample_weight = None if sample_weight_all is None else sample_weight_all[rows]
         columns, compact = batches.batch(rows)
         weights_true = scale * xp.take(coef, columns, axis=0)
-        if opt.l1:
+        if is_set(opt.l1):
             # bring the rows' pending L1 up to date before they are used
             weights_true, state.l1_applied[columns] = l1_truncate(
                 xp, weights_true, state.l1_applied[columns], state.l1_total
@@ -191,7 +192,7 @@ def sparse_epoch(
         )
         if opt.uses_momentum:
             state.coef_buffer[columns] = buffer_rows
-        if opt.l1:
+        if is_set(opt.l1):
             state.l1_total = state.l1_total + eta * opt.l1
             weights_true, state.l1_applied[columns] = l1_truncate(
                 xp, weights_true, state.l1_applied[columns], state.l1_total
@@ -214,14 +215,14 @@ def sparse_epoch(
             # bring every row's pending L1 up to date, as the dense step does.
             coef = coef * scale
             scale = 1.0
-            if opt.l1:
+            if is_set(opt.l1):
                 coef, state.l1_applied = l1_truncate(xp, coef, state.l1_applied, state.l1_total)
             state.coef = coef
             if norms is not None:
                 norms.reset(coef)
             update_average(xp, state, config, n_rows)
     coef *= scale
-    if opt.l1:
+    if is_set(opt.l1):
         coef[...], state.l1_applied = l1_truncate(xp, coef, state.l1_applied, state.l1_total)
     state.coef = coef
     return totals
@@ -257,9 +258,9 @@ class LazyNorms:
     def penalty(self, scale):
         """The penalty of each column of ``scale * v``."""
         value = 0.0
-        if self.l2:
+        if is_set(self.l2):
             value = value + (0.5 * self.l2) * (scale * scale) * self.squares
-        if self.l1:
+        if is_set(self.l1):
             value = value + self.l1 * scale * self.absolute
         return value
 
