@@ -75,9 +75,11 @@ def _skip_metadata_routing(app, what, name, obj, skip, options):
 
 
 def _unlink_scikit_learn_labels(app, what, name, obj, options, lines):
-    """Inherited scikit-learn docstrings (``score``) cite labels of its own docs: keep the text."""
+    """Inherited scikit-learn docstrings (``score``, the searches' methods) cite labels and
+    glossary terms of its own docs: keep the text (a term as a literal: ``classes_``)."""
     for index, line in enumerate(lines):
-        lines[index] = re.sub(r":ref:`([^`<]+?)\s*(<[^`>]*>)?`", r"\1", line)
+        line = re.sub(r":ref:`([^`<]+?)\s*(<[^`>]*>)?`", r"\1", line)
+        lines[index] = re.sub(r":term:`([^`<]+?)\s*(<[^`>]*>)?`", r"``\1``", line)
 
 
 def setup(app):
