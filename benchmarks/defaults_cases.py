@@ -26,13 +26,13 @@ def _quiet():
 
 
 # ------------------------------------------------------------ the model class
-def _constant_column():
+def constant_column():
     rng = np.random.RandomState(0)
     x = rng.randn(2000)
     return np.c_[x, np.full(2000, 3.0)], (x > 1).astype(int)
 
 
-def _one_hot():
+def one_hot():
     rng = np.random.RandomState(1)
     n = 2000
     first, second = rng.randint(0, 4, n), rng.randint(0, 3, n)
@@ -279,8 +279,8 @@ def cases():
     from sklearn.datasets import make_regression
 
     listed = [
-        ("no intercept: constant column [x, 3.0]", lambda: no_intercept_case(_constant_column)),
-        ("no intercept: two one-hot blocks", lambda: no_intercept_case(_one_hot)),
+        ("no intercept: constant column [x, 3.0]", lambda: no_intercept_case(constant_column)),
+        ("no intercept: two one-hot blocks", lambda: no_intercept_case(one_hot)),
         ("1,000 one-row partial_fit calls, no intercept", lambda: one_row_stream_case(False)),
         ("1,000 one-row partial_fit calls", lambda: one_row_stream_case(True)),
         ("iris, alpha=1e5, batch_size='auto'", lambda: huge_alpha_case("auto", False)),

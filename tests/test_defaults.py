@@ -22,25 +22,28 @@ def _quiet():
         yield
 
 
+def _cases():
+    """``benchmarks/defaults_cases.py``: the named cases' data, shared with the suite."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import defaults_cases
+
+    return defaults_cases
+
+
 # ---------------------------------------------------------- the model class
 
 
 def _constant_column_problem():
-    rng = np.random.RandomState(0)
-    x = rng.randn(2000)
-    return np.c_[x, np.full(2000, 3.0)], (x > 1).astype(int)
+    """``[x, 3.0]``, ``y = x > 1``: the bias can only ride on the constant column."""
+    return _cases().constant_column()
 
 
 def _one_hot_problem():
-    # two categorical variables, one-hot encoded: each block sums to 1, and the
-    # labels need a bias that only that constant direction can carry
-    rng = np.random.RandomState(1)
-    n = 2000
-    first, second = rng.randint(0, 4, n), rng.randint(0, 3, n)
-    X = np.c_[np.eye(4)[first], np.eye(3)[second]]
-    score = np.array([0.5, 1.0, 1.5, 2.5])[first] + np.array([0.0, 0.5, 1.0])[second]
-    y = (score + 0.3 * rng.randn(n) > 2.2).astype(int)
-    return X, y
+    """Two one-hot blocks (each sums to 1) whose labels need a bias."""
+    return _cases().one_hot()
 
 
 @pytest.mark.parametrize("problem", [_constant_column_problem, _one_hot_problem])
@@ -328,13 +331,7 @@ def test_a_stream_keeps_the_storage_of_its_first_chunk():
 
 
 def _topic_texts():
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from defaults_cases import topic_texts
-
-    return topic_texts(n_docs=600)
+    return _cases().topic_texts(n_docs=600)
 
 
 def test_sparse_batches_step_as_their_rows_per_sample_steps():

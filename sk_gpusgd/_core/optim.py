@@ -127,11 +127,6 @@ def within_batch_gradient(grad, last, clamped):
     return xp.where(clamped, last, grad)
 
 
-def _is_set(value) -> bool:
-    """A decay given as a float is off at 0; one given per feature (an array) is on."""
-    return not isinstance(value, float) or value != 0.0
-
-
 def is_set(value) -> bool:
     """Whether a penalty is on: a nonzero float, or an array (one value per column or
     feature; a zero entry is an exact no-op where it is applied)."""
@@ -163,12 +158,12 @@ def momentum_step(xp, weights, grad, buffer, learning_rate, config, l2=0.0, deca
     mu = config.momentum
     if mu == 0.0:
         # max(0, 1 - lr (l2 + decay)) w - lr g: both decays fold into one rescaling
-        if _is_set(l2) or _is_set(decay):
+        if is_set(l2) or is_set(decay):
             weights = weights * shrink_factor(xp, learning_rate, l2 + decay)
         return weights - learning_rate * grad, None
-    if _is_set(l2):
+    if is_set(l2):
         grad = grad + l2 * weights
-    if _is_set(decay):
+    if is_set(decay):
         weights = weights * shrink_factor(xp, learning_rate, decay)
     if config.momentum_form == "buffer":
         if buffer is None:

@@ -63,8 +63,7 @@ class ArrayApiEngine:
     them (the streamed fit walks host chunks, tests pass fixed orders).
     """
 
-    errors = ()
-    fallback = None
+    fallback = None  # it runs every fit
 
     def __init__(self, epoch_runner=None, next_permutation=None):
         self.epoch_runner = epoch_runner
@@ -76,9 +75,6 @@ class ArrayApiEngine:
             next_permutation = permutation_source(xp, random_state, data.X)
         runner = self.epoch_runner or functools.partial(default_epoch, memo={})
         return ArrayApiEpochs(xp, state, data, config, runner, next_permutation)
-
-    def warn_fallback(self, cause: str) -> None:  # pragma: no cover - never falls back
-        raise AssertionError(cause)
 
 
 class ArrayApiEpochs:

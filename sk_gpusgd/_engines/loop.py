@@ -48,10 +48,11 @@ class EpochRunner(Protocol):
 class Engine(Protocol):
     """One way to train: ``start`` prepares a fit, the loop runs its epochs.
 
-    ``errors`` are the exceptions that mean "this engine cannot run this fit" (a
-    compile, launch or allocation failure); when one is raised and ``fallback`` is
-    set, the loop puts the state and the random state back and trains on
-    ``fallback`` instead, after ``warn_fallback(cause)``.
+    An engine with a ``fallback`` also has ``errors``, the exceptions that mean "this
+    engine cannot run this fit" (a compile, launch or allocation failure), and
+    ``warn_fallback(cause)``: when one is raised, the loop puts the state and the random
+    state back, warns, and trains on ``fallback`` instead. An engine without one (its
+    ``fallback`` None) needs neither.
     """
 
     errors: tuple

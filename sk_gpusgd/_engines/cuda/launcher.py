@@ -282,7 +282,6 @@ class CupyBackend:
         self.cupy = cupy
         self.xp = cupy
         self.stream = _engine_stream()
-        self.module = _cupy_module()
         self.errors = _cupy_errors()
 
     def function(self, name: str):
